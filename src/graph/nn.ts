@@ -1,0 +1,99 @@
+/**
+ * Layers with weights, as PyTorch defines them, built from IR operators. Each takes a WeightsView
+ * positioned at the module (`vb.pp('to_q')`) and checks the weight shapes it expects.
+ */
+import type { WeightsView } from '../io/weights.js';
+import type { Graph, Value } from './ir.js';
+import * as op from './ops.js';
+
+export function param(g: Graph, vb: WeightsView, name: string, shape?: readonly (number | null)[]): Value {
+  return g.weight(vb.key(name), vb.get(name, shape));
+}
+
+/** nn.Linear: y = x W^T + b over the last axis (Gemm with transB, so W is used as stored). */
+export function linear(x: Value, vb: WeightsView, inF: number, outF: number, bias = true): Value {
+  const g = x.graph;
+  const w = param(g, vb, 'weight', [outF, inF]);
+  const b = bias ? param(g, vb, 'bias', [outF]) : null;
+  const lead = x.shape.slice(0, -1);
+  const x2 = op.reshape(x, [-1, inF]);
+  const inputs = b ? [x2, w, b] : [x2, w];
+  const [y] = g.node('Gemm', inputs, [{ shape: [x2.dim(0), outF], dtype: x.dtype }], { transB: 1 });
+  return op.reshape(y!, [...lead, outF]);
+}
+
+/** nn.Conv2d with square kernel, stride and padding. */
+export function conv2d(x: Value, vb: WeightsView, inC: number, outC: number, kernel: number, opts: { stride?: number; padding?: number | readonly [number, number, number, number]; bias?: boolean } = {}): Value {
+  const g = x.graph;
+  const w = param(g, vb, 'weight', [outC, inC, kernel, kernel]);
+  const b = opts.bias === false ? null : param(g, vb, 'bias', [outC]);
+  return op.conv2d(x, w, b, { stride: opts.stride ?? 1, padding: opts.padding ?? 0 });
+}
+
+/** A [C] parameter reshaped to broadcast over NCHW. */
+function channelParam(g: Graph, vb: WeightsView, name: string, c: number): Value {
+  return op.reshape(param(g, vb, name, [c]), [c, 1, 1]);
+}
+
+/**
+ * nn.GroupNorm on NCHW (or [N, C, L]): InstanceNormalization over [N, G, C/G * spatial] gives each
+ * group's mean and variance (biased, like PyTorch), then the per-channel affine.
+ */
+export function groupNorm(x: Value, vb: WeightsView, groups: number, eps: number): Value {
+  const g = x.graph;
+  const [n, c] = x.shape as [number, number];
+  if (c % groups !== 0) throw new Error(`GroupNorm: ${c} channels not divisible into ${groups} groups`);
+  const grouped = op.reshape(x, [n, groups, -1]);
+  const ones = op.constFloat(g, [groups], new Float32Array(groups).fill(1), 'ones');
+  const zeros = op.constFloat(g, [groups], new Float32Array(groups), 'zeros');
+  const normed = op.reshape(op.instanceNormalization(grouped, ones, zeros, eps), x.shape);
+  const gamma = x.rank === 4 ? channelParam(g, vb, 'weight', c) : op.reshape(param(g, vb, 'weight', [c]), [c, 1]);
+  const beta = x.rank === 4 ? channelParam(g, vb, 'bias', c) : op.reshape(param(g, vb, 'bias', [c]), [c, 1]);
+  return op.add(op.mul(normed, gamma), beta);
+}
+
+/** nn.LayerNorm over the last axis. */
+export function layerNorm(x: Value, vb: WeightsView, dim: number, eps: number): Value {
+  const g = x.graph;
+  return op.layerNormalization(x, param(g, vb, 'weight', [dim]), param(g, vb, 'bias', [dim]), eps);
+}
+
+export const silu = (x: Value): Value => op.mul(x, op.sigmoid(x));
+
+/** Exact (erf) GELU, as torch.nn.functional.gelu. */
+export function gelu(x: Value): Value {
+  return op.mul(op.mul(x, 0.5), op.add(op.erf(op.mul(x, Math.SQRT1_2)), 1));
+}
+
+/** CLIP's quick_gelu: x * sigmoid(1.702 x). */
+export const quickGelu = (x: Value): Value => op.mul(x, op.sigmoid(op.mul(x, 1.702)));
+
+export type Activation = 'gelu' | 'quick_gelu' | 'silu' | 'relu';
+
+export function activation(name: Activation, x: Value): Value {
+  switch (name) {
+    case 'gelu': return gelu(x);
+    case 'quick_gelu': return quickGelu(x);
+    case 'silu': return silu(x);
+    case 'relu': return op.relu(x);
+  }
+}
+
+/** [B, N, H*D] -> [B, H, N, D] */
+export function splitHeads(x: Value, heads: number): Value {
+  const [b, n, c] = x.shape as [number, number, number];
+  return op.transpose(op.reshape(x, [b, n, heads, c / heads]), [0, 2, 1, 3]);
+}
+
+/** [B, H, N, D] -> [B, N, H*D] */
+export function mergeHeads(x: Value): Value {
+  const [b, h, n, d] = x.shape as [number, number, number, number];
+  return op.reshape(op.transpose(x, [0, 2, 1, 3]), [b, n, h * d]);
+}
+
+/** softmax(scale * Q K^T + bias) V per head; q/k/v are [B, H, N, D], result [B, H, Nq, D]. */
+export function attentionCore(q: Value, k: Value, v: Value, scale: number, bias?: Value): Value {
+  let scores = op.mul(op.matmul(q, op.transpose(k, [0, 1, 3, 2])), scale);
+  if (bias) scores = op.add(scores, bias);
+  return op.matmul(op.softmax(scores, -1), v);
+}

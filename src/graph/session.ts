@@ -1,0 +1,89 @@
+/**
+ * Running graphs on ONNX Runtime: compile once per graph structure, then feed tensors.
+ * Sessions are cached per process by a structural key chosen by the caller (model + shapes + method),
+ * and weights stay in the caller's Float32Arrays (in-memory external data).
+ */
+import ort from 'onnxruntime-node';
+import { InputError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import type { Graph } from './ir.js';
+import { toOnnx } from './onnx.js';
+
+export type Device = 'cpu' | 'webgpu' | 'cuda';
+
+export interface EngineOptions {
+  device?: Device;
+  /** Threads for one operator (ORT intra-op); default: ORT's choice (all cores). */
+  threads?: number;
+}
+
+let engineOptions: EngineOptions = { device: 'cpu' };
+
+export function configureEngine(opts: EngineOptions): void {
+  if (opts.device && !['cpu', 'webgpu', 'cuda'].includes(opts.device)) throw new InputError(`unknown device ${JSON.stringify(opts.device)} (expected cpu, webgpu or cuda)`);
+  engineOptions = { ...engineOptions, ...opts };
+  cache.clear();
+}
+
+export class CompiledGraph {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+    private readonly inputShapes: ReadonlyMap<string, readonly number[]>,
+  ) {}
+
+  /** Run with float32 (or int64 given as number[] via `ints`) feeds; returns every graph output. */
+  async run(feeds: Record<string, Tensor | { int64: readonly number[]; shape: readonly number[] }>): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const f = feeds[name];
+      if (!f) throw new Error(`graph input ${name} not fed`);
+      const want = this.inputShapes.get(name)!;
+      if (want.join(',') !== f.shape.join(',')) throw new Error(`graph input ${name}: expected shape [${want}], got [${f.shape}]`);
+      ortFeeds[name] = 'int64' in f
+        ? new ort.Tensor('int64', BigInt64Array.from(f.int64.map((v) => BigInt(v))), [...f.shape])
+        : new ort.Tensor('float32', f.data, [...f.shape]);
+    }
+    const out = await this.session.run(ortFeeds);
+    const result: Record<string, Tensor> = {};
+    for (const name of this.outputNames) {
+      const t = out[name]!;
+      result[name] = { shape: [...t.dims], data: t.data as Float32Array };
+    }
+    return result;
+  }
+}
+
+const cache = new Map<string, Promise<CompiledGraph>>();
+
+/**
+ * Compile `build()`'s graph, or return the cached session for `key`. `build` only runs on a miss,
+ * so callers can key on everything that decides the graph's structure and skip building it again.
+ */
+export function compile(key: string, build: () => Graph): Promise<CompiledGraph> {
+  let p = cache.get(key);
+  if (!p) {
+    p = createSession(build());
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
+  }
+  return p;
+}
+
+async function createSession(g: Graph): Promise<CompiledGraph> {
+  const { proto, externalData } = toOnnx(g);
+  const opts: ort.InferenceSession.SessionOptions = {
+    executionProviders: [engineOptions.device ?? 'cpu'],
+    graphOptimizationLevel: 'all',
+    externalData,
+  };
+  if (engineOptions.threads) opts.intraOpNumThreads = engineOptions.threads;
+  const session = await ort.InferenceSession.create(proto, opts);
+  return new CompiledGraph(session, g.inputs.map((v) => v.name), g.outputs.map((o) => o.name), new Map(g.inputs.map((v) => [v.name, v.shape])));
+}
+
+/** Build, compile (uncached) and run a graph once: for tests and one-off computations. */
+export async function runOnce(g: Graph, feeds: Parameters<CompiledGraph['run']>[0]): Promise<Record<string, Tensor>> {
+  return (await createSession(g)).run(feeds);
+}

@@ -1,0 +1,125 @@
+/**
+ * A view of a checkpoint's tensors addressed by diffusers path prefix, the way candle's VarBuilder
+ * works: `vb.pp('down_blocks').pp(0).get('conv1.weight', [c, c, 3, 3])`. Key strings live in the
+ * model files only once; a missing or mis-shaped key is reported with the file, key and shapes.
+ * Tensors are read from disk on first use and kept, so each weight is loaded once per process.
+ */
+import path from 'node:path';
+import fs from 'node:fs';
+import { FileFormatError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { SafetensorsFile } from './safetensors.js';
+
+/** Where each tensor of a component lives, and what it is called there. */
+export interface TensorSource {
+  /** A description for messages (the folder or file). */
+  readonly origin: string;
+  keys(): Iterable<string>;
+  has(key: string): boolean;
+  shape(key: string): readonly number[];
+  read(key: string): Tensor;
+}
+
+/** One or more safetensors files (sharded checkpoints), optionally with a key renaming. */
+export class SafetensorsSource implements TensorSource {
+  private readonly byKey = new Map<string, { file: SafetensorsFile; stored: string }>();
+  private readonly cache = new Map<string, Tensor>();
+
+  constructor(readonly origin: string, files: readonly SafetensorsFile[], rename?: (stored: string) => string | undefined) {
+    for (const file of files) {
+      for (const stored of file.tensors.keys()) {
+        const key = rename ? rename(stored) : stored;
+        if (key !== undefined) this.byKey.set(key, { file, stored });
+      }
+    }
+  }
+
+  keys(): Iterable<string> { return this.byKey.keys(); }
+  has(key: string): boolean { return this.byKey.has(key); }
+  shape(key: string): readonly number[] { return this.entry(key).file.info(this.entry(key).stored).shape; }
+
+  read(key: string): Tensor {
+    let t = this.cache.get(key);
+    if (!t) {
+      const { file, stored } = this.entry(key);
+      t = file.readFloat32(stored);
+      this.cache.set(key, t);
+    }
+    return t;
+  }
+
+  private entry(key: string): { file: SafetensorsFile; stored: string } {
+    const e = this.byKey.get(key);
+    if (!e) throw new FileFormatError(this.origin, 'missing weight', key);
+    return e;
+  }
+}
+
+export class WeightsView {
+  constructor(readonly source: TensorSource, readonly prefix = '') {}
+
+  /** A view one level down: `pp('to_q')`, `pp(0)`. */
+  pp(name: string | number): WeightsView {
+    return new WeightsView(this.source, this.key(String(name)));
+  }
+
+  key(name: string): string { return this.prefix ? `${this.prefix}.${name}` : name; }
+
+  has(name: string): boolean { return this.source.has(this.key(name)); }
+
+  /** The tensor `name`, checked against the expected shape (null entries match any size). */
+  get(name: string, expected?: readonly (number | null)[]): Tensor {
+    const key = this.key(name);
+    if (!this.source.has(key)) {
+      throw new FileFormatError(this.source.origin, `missing weight${expected ? ` (expected shape [${expected.map((d) => d ?? '?').join(', ')}])` : ''}`, key);
+    }
+    const shape = this.source.shape(key);
+    if (expected && (shape.length !== expected.length || expected.some((d, i) => d !== null && d !== shape[i]))) {
+      throw new FileFormatError(this.source.origin, `weight has shape [${shape.join(', ')}] but the config expects [${expected.map((d) => d ?? '?').join(', ')}]`, key);
+    }
+    return this.source.read(key);
+  }
+
+  /** Shape without reading the data. */
+  shape(name: string): readonly number[] {
+    const key = this.key(name);
+    if (!this.source.has(key)) throw new FileFormatError(this.source.origin, 'missing weight', key);
+    return this.source.shape(key);
+  }
+}
+
+/** Open the weights of one diffusers component folder (`unet/`, `vae/`, `text_encoder/`, ...). */
+export function openComponentWeights(dir: string): SafetensorsSource {
+  const candidates = ['diffusion_pytorch_model.safetensors', 'model.safetensors'];
+  for (const name of candidates) {
+    const p = path.join(dir, name);
+    if (fs.existsSync(p)) return new SafetensorsSource(p, [SafetensorsFile.open(p)]);
+  }
+  const index = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => f.endsWith('.safetensors.index.json')) : undefined;
+  if (index) return openSharded(path.join(dir, index));
+  const anyFile = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => f.endsWith('.safetensors')) : undefined;
+  if (anyFile) return new SafetensorsSource(path.join(dir, anyFile), [SafetensorsFile.open(path.join(dir, anyFile))]);
+  const pickle = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /\.(bin|ckpt|pt|pth)$/.test(f)) : undefined;
+  if (pickle) {
+    throw new FileFormatError(path.join(dir, pickle), 'only .safetensors weights are loaded (pickle files can run arbitrary code); convert this file to .safetensors');
+  }
+  throw new FileFormatError(dir, `no weights found (expected ${candidates.join(' or ')}, or a *.safetensors.index.json)`);
+}
+
+/** A sharded checkpoint: `{"weight_map": {key: "model-00001-of-00002.safetensors"}}`. */
+export function openSharded(indexPath: string): SafetensorsSource {
+  let index: { weight_map?: Record<string, string> };
+  try {
+    index = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as typeof index;
+  } catch (e) {
+    throw new FileFormatError(indexPath, `cannot read shard index (${(e as Error).message})`);
+  }
+  if (!index.weight_map || typeof index.weight_map !== 'object') throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
+  const dir = path.dirname(indexPath);
+  const files = [...new Set(Object.values(index.weight_map))].map((f) => SafetensorsFile.open(path.join(dir, f)));
+  for (const [key, file] of Object.entries(index.weight_map)) {
+    const f = files.find((x) => path.basename(x.path) === file);
+    if (!f?.has(key)) throw new FileFormatError(path.join(dir, file), `the shard index lists tensor ${key} here but the file does not hold it`, key);
+  }
+  return new SafetensorsSource(indexPath, files);
+}

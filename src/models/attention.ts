@@ -1,0 +1,40 @@
+/**
+ * diffusers `Attention` with the plain AttnProcessor: to_q / to_k / to_v, softmax(Q K^T * d^-1/2) V per
+ * head, to_out.0. The core goes through UNetHooks.attention so methods can rewrite it.
+ */
+import type { WeightsView } from '../io/weights.js';
+import type { Value } from '../graph/ir.js';
+import { attentionCore, linear, mergeHeads, splitHeads } from '../graph/nn.js';
+import type { AttentionCall, UNetHooks } from './hooks.js';
+
+export interface AttentionSpec {
+  readonly path: string;
+  readonly kind: AttentionCall['kind'];
+  readonly queryDim: number;
+  /** Channels of the context (encoder_hidden_states for cross-attention). */
+  readonly contextDim: number;
+  readonly heads: number;
+  readonly dimHead: number;
+  readonly qkvBias: boolean;
+}
+
+export function plainAttention(q: Value, k: Value, v: Value, heads: number, scale: number): Value {
+  return mergeHeads(attentionCore(splitHeads(q, heads), splitHeads(k, heads), splitHeads(v, heads), scale));
+}
+
+export function attention(x: Value, context: Value, vb: WeightsView, spec: AttentionSpec, hooks?: UNetHooks): Value {
+  const inner = spec.heads * spec.dimHead;
+  const q = linear(x, vb.pp('to_q'), spec.queryDim, inner, spec.qkvBias);
+  const k = linear(context, vb.pp('to_k'), spec.contextDim, inner, spec.qkvBias);
+  const v = linear(context, vb.pp('to_v'), spec.contextDim, inner, spec.qkvBias);
+  hooks?.tap?.(`${spec.path}.input`, x);
+  hooks?.tap?.(`${spec.path}.to_q`, q);
+  hooks?.tap?.(`${spec.path}.to_k`, k);
+  hooks?.tap?.(`${spec.path}.to_v`, v);
+  const scale = spec.dimHead ** -0.5;
+  const plain = (qq: Value, kk: Value, vv: Value): Value => plainAttention(qq, kk, vv, spec.heads, scale);
+  const core = hooks?.attention?.({ path: spec.path, kind: spec.kind, q, k, v, heads: spec.heads, scale, plain }) ?? plain(q, k, v);
+  const out = linear(core, vb.pp('to_out.0'), inner, spec.queryDim);
+  hooks?.tap?.(`${spec.path}.output`, out);
+  return out;
+}

@@ -1,0 +1,32 @@
+/**
+ * Hook points of the denoising networks, addressed by diffusers module path. A model calls these
+ * while it builds its graph; an image-prompt method implements them. With no hook the graph is the
+ * plain model. Hooks run at graph-build time: what they return is IR, so per-step behaviour must
+ * come in through graph inputs the method declares (scalars, masks, reference tensors).
+ */
+import type { Value } from '../graph/ir.js';
+
+export interface AttentionCall {
+  /** e.g. `up_blocks.1.attentions.0.transformer_blocks.0.attn1` */
+  readonly path: string;
+  readonly kind: 'attn1' | 'attn2' | 'vae';
+  /** Projections with heads merged: [B, Nq, H*D], [B, Nk, H*D], [B, Nk, H*D]. */
+  readonly q: Value;
+  readonly k: Value;
+  readonly v: Value;
+  readonly heads: number;
+  readonly scale: number;
+  /** The plain attention softmax(scale Q K^T) V, heads merged; call it to get the default. */
+  plain(q: Value, k: Value, v: Value): Value;
+}
+
+export interface UNetHooks {
+  /** Replace an attention layer's core (before to_out). Return undefined to keep the plain one. */
+  attention?(call: AttentionCall): Value | undefined;
+  /** The mid-block output (h-space); return the value the up blocks should see. */
+  midBlock?(h: Value): Value;
+  /** Each skip connection as the up blocks will consume it (index in diffusers' down_block_res_samples order). */
+  skip?(index: number, s: Value): Value;
+  /** Named intermediates (diffusers module paths), for tests and for methods that read them. */
+  tap?(name: string, v: Value): void;
+}

@@ -1,0 +1,172 @@
+/**
+ * diffusers UNet2DConditionModel (SD 1.x / 2.x): conv_in, down blocks collecting skip connections,
+ * a cross-attention mid block (its output is the h-space), up blocks consuming the skips in reverse,
+ * conv_norm_out -> SiLU -> conv_out. Hook points: every attention, the mid-block output, every skip.
+ */
+import { Config } from '../io/config.js';
+import { FileFormatError } from '../errors.js';
+import type { WeightsView } from '../io/weights.js';
+import type { Value } from '../graph/ir.js';
+import * as op from '../graph/ops.js';
+import { conv2d, groupNorm, silu } from '../graph/nn.js';
+import type { UNetHooks } from './hooks.js';
+import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
+import { timestepEmbedding, timestepFeatures } from './embeddings.js';
+import { transformer2D } from './transformer-2d.js';
+
+export type DownBlockType = 'CrossAttnDownBlock2D' | 'DownBlock2D';
+export type UpBlockType = 'CrossAttnUpBlock2D' | 'UpBlock2D';
+
+export interface UNet2DConditionConfig {
+  inChannels: number;
+  outChannels: number;
+  blockOutChannels: number[];
+  downBlockTypes: DownBlockType[];
+  upBlockTypes: UpBlockType[];
+  midBlockType: 'UNetMidBlock2DCrossAttn' | null;
+  layersPerBlock: number;
+  /** Heads per down block (diffusers' legacy attention_head_dim when num_attention_heads is absent). */
+  numAttentionHeads: number[];
+  transformerLayersPerBlock: number[];
+  crossAttentionDim: number;
+  useLinearProjection: boolean;
+  normNumGroups: number;
+  normEps: number;
+  flipSinToCos: boolean;
+  freqShift: number;
+  downsamplePadding: number;
+  sampleSize: number;
+}
+
+export function unetConfig(c: Config): UNet2DConditionConfig {
+  const downBlockTypes = c.strings('down_block_types') as DownBlockType[];
+  const upBlockTypes = c.strings('up_block_types') as UpBlockType[];
+  const n = downBlockTypes.length;
+  for (const [key, list, allowed] of [['down_block_types', downBlockTypes, ['CrossAttnDownBlock2D', 'DownBlock2D']], ['up_block_types', upBlockTypes, ['CrossAttnUpBlock2D', 'UpBlock2D']]] as const) {
+    for (const t of list) if (!(allowed as readonly string[]).includes(t)) throw new FileFormatError(c.file, `block type ${t} is not supported (expected one of ${allowed.join(', ')})`, key);
+  }
+  if (upBlockTypes.length !== n) throw new FileFormatError(c.file, `expected ${n} up blocks (as many as down blocks), got ${upBlockTypes.length}`, 'up_block_types');
+  const midBlockType = c.has('mid_block_type') ? c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn']) : 'UNetMidBlock2DCrossAttn';
+  // diffusers' legacy naming: `attention_head_dim` holds the number of heads unless num_attention_heads is set.
+  const heads = c.optionalInts('num_attention_heads', n) ?? c.ints('attention_head_dim', n, 8);
+  for (const key of ['class_embed_type', 'addition_embed_type', 'encoder_hid_dim_type', 'time_cond_proj_dim']) {
+    if (c.has(key)) throw new FileFormatError(c.file, `${JSON.stringify(c.raw[key])} is not supported (SD 1.x/2.x UNets have null here)`, key);
+  }
+  if (c.has('resnet_time_scale_shift') && c.string('resnet_time_scale_shift') !== 'default') throw new FileFormatError(c.file, 'only "default" is supported', 'resnet_time_scale_shift');
+  const cross = c.raw.cross_attention_dim;
+  return {
+    inChannels: c.int('in_channels', 4),
+    outChannels: c.int('out_channels', 4),
+    blockOutChannels: c.ints('block_out_channels', n),
+    downBlockTypes,
+    upBlockTypes,
+    midBlockType,
+    layersPerBlock: c.int('layers_per_block', 2),
+    numAttentionHeads: heads,
+    transformerLayersPerBlock: c.ints('transformer_layers_per_block', n, 1),
+    crossAttentionDim: Array.isArray(cross) ? c.ints('cross_attention_dim', n)[0]! : c.int('cross_attention_dim', 1280),
+    useLinearProjection: c.bool('use_linear_projection', false),
+    normNumGroups: c.int('norm_num_groups', 32),
+    normEps: c.number('norm_eps', 1e-5),
+    flipSinToCos: c.bool('flip_sin_to_cos', true),
+    freqShift: c.int('freq_shift', 0),
+    downsamplePadding: c.int('downsample_padding', 1),
+    sampleSize: c.int('sample_size', 64),
+  };
+}
+
+export interface UNetInputs {
+  /** [B, C, h, w] */
+  sample: Value;
+  /** [B] float timesteps */
+  timestep: Value;
+  /** [B, L, cross_attention_dim] */
+  encoderHiddenStates: Value;
+}
+
+export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
+  const g = inp.sample.graph;
+  const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
+  const ch0 = cfg.blockOutChannels[0]!;
+  const tembDim = ch0 * 4;
+  const tproj = tap('time_proj', timestepFeatures(inp.timestep, ch0, cfg.flipSinToCos, cfg.freqShift));
+  const temb = tap('time_embedding', timestepEmbedding(tproj, vb.pp('time_embedding'), ch0, tembDim));
+  const ctx = inp.encoderHiddenStates;
+  const resnetSpec = (inC: number, outC: number) => ({ inChannels: inC, outChannels: outC, groups: cfg.normNumGroups, eps: cfg.normEps, tembChannels: tembDim });
+  const transformerSpec = (path: string, channels: number, i: number) => ({
+    path, channels, heads: cfg.numAttentionHeads[i]!, dimHead: channels / cfg.numAttentionHeads[i]!, crossAttentionDim: cfg.crossAttentionDim,
+    layers: cfg.transformerLayersPerBlock[i]!, groups: cfg.normNumGroups, useLinearProjection: cfg.useLinearProjection,
+  });
+
+  let x = conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 });
+  const skips: Value[] = [x];
+  const n = cfg.downBlockTypes.length;
+  for (let i = 0; i < n; i++) {
+    const path = `down_blocks.${i}`;
+    const bv = vb.pp('down_blocks').pp(i);
+    const outC = cfg.blockOutChannels[i]!;
+    x = g.scope(path, () => {
+      let h = x;
+      for (let j = 0; j < cfg.layersPerBlock; j++) {
+        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(h.dim(1), outC));
+        if (cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D') h = transformer2D(h, ctx, bv.pp('attentions').pp(j), transformerSpec(`${path}.attentions.${j}`, outC, i), hooks);
+        skips.push(h);
+      }
+      if (i < n - 1) {
+        h = downsample2D(h, bv.pp('downsamplers.0'), outC, cfg.downsamplePadding);
+        skips.push(h);
+      }
+      return h;
+    });
+    tap(`${path}.output`, x);
+  }
+  const consumed = skips.map((s, k) => {
+    tap(`down_block_res_samples.${k}`, s);
+    return hooks?.skip ? hooks.skip(k, s) : s;
+  });
+
+  if (cfg.midBlockType) {
+    const mv = vb.pp('mid_block');
+    const c = cfg.blockOutChannels[n - 1]!;
+    x = g.scope('mid_block', () => {
+      let h = resnetBlock2D(x, temb, mv.pp('resnets.0'), resnetSpec(c, c));
+      h = transformer2D(h, ctx, mv.pp('attentions.0'), transformerSpec('mid_block.attentions.0', c, n - 1), hooks);
+      return resnetBlock2D(h, temb, mv.pp('resnets.1'), resnetSpec(c, c));
+    });
+    tap('mid_block', x);
+    if (hooks?.midBlock) x = hooks.midBlock(x);
+  }
+
+  const reversedChannels = [...cfg.blockOutChannels].reverse();
+  const reversedHeads = [...cfg.numAttentionHeads].reverse();
+  const reversedLayers = [...cfg.transformerLayersPerBlock].reverse();
+  const upCfg = { ...cfg, numAttentionHeads: reversedHeads, transformerLayersPerBlock: reversedLayers };
+  for (let i = 0; i < n; i++) {
+    const path = `up_blocks.${i}`;
+    const bv = vb.pp('up_blocks').pp(i);
+    const outC = reversedChannels[i]!;
+    x = g.scope(path, () => {
+      let h = x;
+      for (let j = 0; j <= cfg.layersPerBlock; j++) {
+        const res = consumed.pop();
+        if (!res) throw new Error('UNet: skip connections exhausted');
+        h = op.concat([h, res], 1);
+        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(h.dim(1), outC));
+        if (cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D') {
+          h = transformer2D(h, ctx, bv.pp('attentions').pp(j), {
+            ...transformerSpec(`${path}.attentions.${j}`, outC, i),
+            heads: upCfg.numAttentionHeads[i]!, dimHead: outC / upCfg.numAttentionHeads[i]!, layers: upCfg.transformerLayersPerBlock[i]!,
+          }, hooks);
+        }
+      }
+      if (i < n - 1) {
+        const next = consumed[consumed.length - 1]!;
+        h = upsample2D(h, bv.pp('upsamplers.0'), outC, [next.dim(2), next.dim(3)]);
+      }
+      return h;
+    });
+    tap(`${path}.output`, x);
+  }
+  const out = conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
+  return out;
+}

@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Graph } from '../src/graph/ir.js';
+import * as op from '../src/graph/ops.js';
+import { runOnce } from '../src/graph/session.js';
+import { tensor } from '../src/tensor.js';
+
+test('graph: matmul + external weight + softmax + reshape/transpose round-trip through ONNX Runtime', async () => {
+  const g = new Graph();
+  const x = g.input('x', [2, 3]);
+  const wData = new Float32Array(3 * 300).map((_, i) => (i % 7) / 7 - 0.5); // > 1 KiB: external data
+  const w = g.weight('w', tensor([3, 300], wData));
+  const y = op.matmul(x, w);
+  g.output('y', y);
+  g.output('p', op.softmax(y, -1));
+  g.output('t', op.transpose(op.reshape(y, [2, 3, 100]), [0, 2, 1]));
+  const xv = tensor([2, 3], [1, 2, 3, -1, 0.5, 2]);
+  const out = await runOnce(g, { x: xv });
+  for (let i = 0; i < 2; i++) {
+    for (let j = 0; j < 300; j++) {
+      let s = 0;
+      for (let k = 0; k < 3; k++) s += xv.data[i * 3 + k]! * wData[k * 300 + j]!;
+      assert.ok(Math.abs(out.y!.data[i * 300 + j]! - s) < 1e-5);
+    }
+  }
+  let sum = 0;
+  for (let j = 0; j < 300; j++) sum += out.p!.data[j]!;
+  assert.ok(Math.abs(sum - 1) < 1e-5);
+  assert.deepEqual(out.t!.shape, [2, 100, 3]);
+  assert.equal(out.t!.data[1 * 3 + 2], out.y!.data[2 * 100 + 1]);
+});
