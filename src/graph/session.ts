@@ -25,6 +25,9 @@ export function configureEngine(opts: EngineOptions): void {
   cache.clear();
 }
 
+/** A graph input's value: float32 data, or int64 given as plain numbers. */
+export type Feed = Tensor | { readonly int64: readonly number[]; readonly shape: readonly number[] };
+
 export class CompiledGraph {
   constructor(
     private readonly session: ort.InferenceSession,
@@ -33,8 +36,8 @@ export class CompiledGraph {
     private readonly inputShapes: ReadonlyMap<string, readonly number[]>,
   ) {}
 
-  /** Run with float32 (or int64 given as number[] via `ints`) feeds; returns every graph output. */
-  async run(feeds: Record<string, Tensor | { int64: readonly number[]; shape: readonly number[] }>): Promise<Record<string, Tensor>> {
+  /** Run with float32 (or int64) feeds; returns every graph output. */
+  async run(feeds: Record<string, Feed>): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const name of this.inputNames) {
       const f = feeds[name];

@@ -1,0 +1,136 @@
+/**
+ * Opening what users have on disk: a diffusers folder (`model_index.json` + component folders) or a
+ * component folder on its own. Components load lazily, each once per process; a missing component
+ * is reported with the folder it was expected in.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { FileFormatError, InputError } from '../errors.js';
+import { CLIPImageProcessor } from '../io/clip-image-processor.js';
+import { CLIPTokenizer } from '../io/clip-tokenizer.js';
+import { Config, type Json } from '../io/config.js';
+import { openComponentWeights, WeightsView, type TensorSource } from '../io/weights.js';
+import { autoencoderConfig } from '../models/autoencoder-kl.js';
+import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
+import { unetConfig } from '../models/unet2d-condition.js';
+import { ImageEncoder } from './image-encoder.js';
+import { TextEncoder } from './text-encoder.js';
+import { UNet } from './unet.js';
+import { VAE } from './vae.js';
+
+export type ComponentName = 'tokenizer' | 'text_encoder' | 'unet' | 'vae' | 'scheduler' | 'image_encoder' | 'feature_extractor';
+
+/** Where a component's config and weights come from. */
+export interface ComponentSource {
+  config(): Config;
+  weights(): TensorSource;
+}
+
+export class Checkpoint {
+  private readonly memo = new Map<string, unknown>();
+
+  private constructor(
+    /** The path the user gave. */
+    readonly path: string,
+    private readonly resolve: (name: ComponentName) => ComponentSource | string | undefined,
+    private readonly tokenizerLoader: () => CLIPTokenizer,
+  ) {}
+
+  /** A diffusers folder. (Single-file checkpoints: see openCheckpoint.) */
+  static fromDiffusersFolder(dir: string): Checkpoint {
+    const index = path.join(dir, 'model_index.json');
+    const listed = fs.existsSync(index) ? Config.read(index) : undefined;
+    const folder = (name: ComponentName): string | undefined => {
+      const p = path.join(dir, name);
+      if (fs.existsSync(p)) return p;
+      const entry = listed?.raw[name];
+      const declared = Array.isArray(entry) && entry[0] !== null;
+      if (declared) throw new FileFormatError(p, `model folder is missing the ${name} component that model_index.json lists`);
+      return undefined;
+    };
+    return new Checkpoint(dir, (name) => {
+      const p = folder(name);
+      if (!p) return undefined;
+      return name === 'scheduler' || name === 'tokenizer' || name === 'feature_extractor' ? p : {
+        config: () => Config.read(path.join(p, 'config.json')),
+        weights: () => openComponentWeights(p),
+      };
+    }, () => {
+      const p = folder('tokenizer');
+      if (!p) throw new FileFormatError(dir, 'model folder has no tokenizer/ component');
+      return CLIPTokenizer.fromDir(p);
+    });
+  }
+
+  /** A checkpoint built from component sources (single-file layouts). */
+  static fromSources(origin: string, sources: Partial<Record<ComponentName, ComponentSource>>, scheduler: Record<string, Json>, tokenizer: () => CLIPTokenizer): Checkpoint {
+    const ck = new Checkpoint(origin, (name) => sources[name], tokenizer);
+    ck.memo.set('scheduler', scheduler);
+    return ck;
+  }
+
+  private once<T>(key: string, load: () => T): T {
+    if (!this.memo.has(key)) this.memo.set(key, load());
+    return this.memo.get(key) as T;
+  }
+
+  private source(name: ComponentName): ComponentSource {
+    const s = this.resolve(name);
+    if (!s || typeof s === 'string') throw new FileFormatError(path.join(this.path, name), `model has no ${name} component`);
+    return s;
+  }
+
+  has(name: ComponentName): boolean {
+    try { return this.resolve(name) !== undefined; } catch { return false; }
+  }
+
+  tokenizer(): CLIPTokenizer { return this.once('tokenizer', this.tokenizerLoader); }
+
+  textEncoder(): TextEncoder {
+    return this.once('text_encoder', () => {
+      const s = this.source('text_encoder');
+      return new TextEncoder(this.tokenizer(), clipTextConfig(s.config()), new WeightsView(s.weights()), `${this.path}#text_encoder`);
+    });
+  }
+
+  unet(): UNet {
+    return this.once('unet', () => {
+      const s = this.source('unet');
+      return new UNet(unetConfig(s.config()), new WeightsView(s.weights()), `${this.path}#unet`);
+    });
+  }
+
+  vae(): VAE {
+    return this.once('vae', () => {
+      const s = this.source('vae');
+      return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae`);
+    });
+  }
+
+  /** The raw scheduler_config.json object. */
+  schedulerConfig(): { file: string; raw: Record<string, Json> } {
+    const memo = this.memo.get('scheduler') as Record<string, Json> | undefined;
+    if (memo) return { file: this.path, raw: memo };
+    const s = this.resolve('scheduler');
+    if (typeof s !== 'string') throw new FileFormatError(path.join(this.path, 'scheduler'), 'model has no scheduler/ component');
+    const c = Config.read(path.join(s, 'scheduler_config.json'));
+    return { file: c.file, raw: c.raw };
+  }
+
+  imageEncoder(): ImageEncoder {
+    return this.once('image_encoder', () => {
+      const s = this.source('image_encoder');
+      const fe = this.resolve('feature_extractor');
+      const processor = typeof fe === 'string' ? CLIPImageProcessor.fromFile(fe) : new CLIPImageProcessor();
+      const vb = new WeightsView(s.weights());
+      return new ImageEncoder(processor, clipVisionConfig(s.config()), vb, vb.has('visual_projection.weight') ? vb.pp('visual_projection') : null, `${this.path}#image_encoder`);
+    });
+  }
+}
+
+/** Open a model path: a diffusers folder, or (later) a single-file checkpoint. */
+export function openCheckpoint(p: string): Checkpoint {
+  if (!fs.existsSync(p)) throw new InputError(`model path not found: ${p}`);
+  if (fs.statSync(p).isDirectory()) return Checkpoint.fromDiffusersFolder(p);
+  throw new FileFormatError(p, 'single-file checkpoints are not supported yet; pass a diffusers folder');
+}

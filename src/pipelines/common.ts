@@ -1,0 +1,44 @@
+/** Pieces every pipeline shares: latent shapes, row repetition, decoding to 8-bit images. */
+import type { VAE } from '../components/vae.js';
+import { InputError } from '../errors.js';
+import type { RGBImage } from '../io/image.js';
+import { numpyToPil, VaeImageProcessor } from '../io/vae-image-processor.js';
+import { hasNonFinite, type Tensor } from '../tensor.js';
+import { report, type RunControl } from './progress.js';
+
+export interface GeneratedImages {
+  /** Final latents [K, C, h, w] (before the VAE). */
+  readonly latents: Tensor;
+  readonly images: RGBImage[];
+  readonly truncatedPrompts: readonly string[];
+}
+
+export function latentShape(factor: number, channels: number, k: number, width: number, height: number): number[] {
+  for (const [name, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < factor) throw new InputError(`--${name} must be a positive integer of at least ${factor}, got ${v}`);
+    if (v % factor !== 0) throw new InputError(`--${name} ${v} is not divisible by ${factor} (the VAE's downsampling factor); try ${Math.max(factor, v - (v % factor))}`);
+  }
+  return [k, channels, height / factor, width / factor];
+}
+
+export function repeatRows(t: Tensor, k: number): Tensor {
+  const out = new Float32Array(t.data.length * k);
+  for (let i = 0; i < k; i++) out.set(t.data, i * t.data.length);
+  return { shape: [t.shape[0]! * k, ...t.shape.slice(1)], data: out };
+}
+
+/** VAE decode one image at a time (peak memory), then diffusers' postprocess to uint8. */
+export async function decodeLatents(vae: VAE, latents: Tensor, ctl?: RunControl): Promise<RGBImage[]> {
+  const k = latents.shape[0]!;
+  const inner = latents.data.length / k;
+  const proc = new VaeImageProcessor({ vae_scale_factor: vae.scaleFactor });
+  const images: RGBImage[] = [];
+  for (let i = 0; i < k; i++) {
+    report(ctl, 'decode', i, k);
+    const decoded = await vae.decode({ shape: [1, ...latents.shape.slice(1)], data: latents.data.subarray(i * inner, (i + 1) * inner) });
+    if (hasNonFinite(decoded)) throw new InputError('the VAE produced NaN or infinite pixels (check the VAE weights; fp16-only VAEs overflow)');
+    images.push(...numpyToPil(proc.postprocessNp(decoded)));
+  }
+  report(ctl, 'decode', k, k);
+  return images;
+}

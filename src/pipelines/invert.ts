@@ -1,0 +1,59 @@
+/**
+ * DDIM inversion: z_0 = VAE mean x scaling_factor, then DDIM-inverse steps with the UNet conditioned
+ * on an inversion prompt and no guidance, keeping the whole chain z_0 .. z_N (as the reference code of
+ * InDetail-IP, RIVAL and InjectFusion do).
+ */
+import type { Checkpoint } from '../components/checkpoint.js';
+import type { RGBImage } from '../io/image.js';
+import { VaeImageProcessor } from '../io/vae-image-processor.js';
+import { createInverseScheduler } from '../schedulers/index.js';
+import type { Tensor } from '../tensor.js';
+import { report, type RunControl } from './progress.js';
+import { validateSampling } from './text-to-image.js';
+
+export interface InversionOptions extends RunControl {
+  prompt: string;
+  steps?: number;
+  /** Output size (the image is resized when it differs); defaults to the image's size floored to the VAE factor. */
+  width?: number;
+  height?: number;
+}
+
+export interface Inversion {
+  /** z_0 .. z_N, each [1, C, h, w] */
+  readonly chain: Tensor[];
+  /** The timesteps visited (ascending). */
+  readonly timesteps: number[];
+  readonly noisePreds: Tensor[];
+  readonly promptEmbeds: Tensor;
+}
+
+export async function imageToLatents(ck: Checkpoint, image: RGBImage, size?: { width?: number; height?: number }): Promise<Tensor> {
+  const vae = ck.vae();
+  const proc = new VaeImageProcessor({ vae_scale_factor: vae.scaleFactor });
+  return vae.encodeToLatents(proc.preprocess(image, { width: size?.width, height: size?.height }));
+}
+
+export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: InversionOptions): Promise<Inversion> {
+  const steps = o.steps ?? 50;
+  validateSampling(steps, 1);
+  report(o, 'encode', 0, 1);
+  const z0 = 'data' in image && image.data instanceof Float32Array ? image as Tensor : await imageToLatents(ck, image as RGBImage, o);
+  const emb = (await ck.textEncoder().encode([o.prompt])).lastHiddenState;
+  const inv = createInverseScheduler(ck.schedulerConfig());
+  inv.setTimesteps(steps);
+  const unet = ck.unet();
+  const chain: Tensor[] = [z0];
+  const noisePreds: Tensor[] = [];
+  let z = z0;
+  for (let i = 0; i < inv.timesteps.length; i++) {
+    const t = inv.timesteps[i]!;
+    report(o, 'invert', i, inv.timesteps.length);
+    const { noisePred } = await unet.run({ sample: z, timestep: t, encoderHiddenStates: emb });
+    noisePreds.push(noisePred);
+    z = { shape: z.shape, data: inv.step(noisePred.data, t, z.data).prevSample };
+    chain.push(z);
+  }
+  report(o, 'invert', inv.timesteps.length, inv.timesteps.length);
+  return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb };
+}
