@@ -1,0 +1,95 @@
+/** `generate` (text-to-image) and `invert` (DDIM inversion). */
+import type { Command } from 'commander';
+import { openCheckpoint } from '../../components/checkpoint.js';
+import { readImageRGB } from '../../io/image.js';
+import { createNoise, NOISE_KINDS, type NoiseKind } from '../../noise/gaussian.js';
+import { invert } from '../../pipelines/invert.js';
+import { textToImage } from '../../pipelines/text-to-image.js';
+import { concatRows } from '../../tensor.js';
+import { choice, float, int, seed } from '../parse.js';
+import { loadTensor, saveTensors, writeImages } from '../outputs.js';
+import type { GlobalOptions } from '../main.js';
+import { ProgressReporter } from '../progress.js';
+
+export interface SamplingFlags {
+  model: string;
+  prompt?: string;
+  negativePrompt?: string;
+  steps: number;
+  guidance: number;
+  width?: number;
+  height?: number;
+  numImages: number;
+  seed?: number | bigint;
+  noise: NoiseKind;
+  latents?: string;
+  scheduler: string;
+  eta: number;
+  saveLatents?: string;
+  out: string;
+}
+
+/** Flags shared by every sampling command (generate, vary, ...). */
+export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidance: number }): Command {
+  return cmd
+    .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
+    .option('--negative-prompt <text>', 'negative prompt (the unconditional branch of guidance)')
+    .option('--steps <n>', 'denoising steps', int('--steps', 1, 1000), defaults.steps)
+    .option('--guidance <g>', 'classifier-free guidance scale (<= 1: no unconditional branch)', float('--guidance'), defaults.guidance)
+    .option('--width <w>', 'image width in pixels (multiple of the VAE factor)', int('--width', 1))
+    .option('--height <h>', 'image height in pixels (multiple of the VAE factor)', int('--height', 1))
+    .option('--num-images <k>', 'images to generate', int('--num-images', 1, 64), 1)
+    .option('--seed <s>', 'random seed (default: random)', seed)
+    .option('--noise <kind>', `initial-noise generator: torch (bit-exact torch.randn on CPU, as diffusers) or native`, choice('--noise', NOISE_KINDS), 'torch')
+    .option('--latents <file>', 'initial noise from a safetensors file (key "latents", [K, C, h, w])')
+    .option('--scheduler <name>', 'scheduler (ddim)', 'ddim')
+    .option('--eta <e>', 'DDIM eta (0: deterministic)', float('--eta', 0), 0)
+    .option('--save-latents <file>', 'write the final latents (key "latents") before VAE decoding')
+    .requiredOption('--out <file.png>', 'output image; with several images a-0.png, a-1.png, ...');
+}
+
+export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { seed: number | bigint; noise: ReturnType<typeof createNoise> } {
+  const s = o.seed ?? Math.floor(Math.random() * 2 ** 32);
+  return { seed: s, noise: createNoise(o.noise, s) };
+}
+
+export function registerGenerateCommands(program: Command, globals: () => GlobalOptions): void {
+  addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance').requiredOption('--prompt <text>', 'the prompt'), { steps: 50, guidance: 7.5 })
+    .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
+    .action(async (o: SamplingFlags & { prompt: string; clipSkip?: number }) => {
+      const progress = new ProgressReporter(globals().quiet);
+      const ck = openCheckpoint(o.model);
+      const { seed: s, noise } = noiseFor(o);
+      const r = await textToImage(ck, {
+        prompt: o.prompt, negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
+        numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
+        clipSkip: o.clipSkip, onProgress: progress.onProgress,
+      });
+      for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
+      if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
+      const files = await writeImages(o.out, r.images, {
+        prompt: o.prompt, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
+        scheduler: o.scheduler, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
+      });
+      progress.done();
+      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}\n`);
+    });
+
+  program.command('invert')
+    .description('DDIM inversion of an image: writes the chain z_0 .. z_N (key "chain", [N+1, 1, C, h, w])')
+    .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
+    .requiredOption('--image <file>', 'image to invert')
+    .option('--prompt <text>', 'inversion prompt (a caption of the image, or "")', '')
+    .option('--steps <n>', 'inversion steps', int('--steps', 1, 1000), 50)
+    .option('--width <w>', 'resize to this width first', int('--width', 1))
+    .option('--height <h>', 'resize to this height first', int('--height', 1))
+    .requiredOption('--save-chain <file.safetensors>', 'output file')
+    .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string }) => {
+      const progress = new ProgressReporter(globals().quiet);
+      const ck = openCheckpoint(o.model);
+      const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });
+      const chain = concatRows(inv.chain);
+      saveTensors(o.saveChain, { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
+      progress.done();
+    });
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The visprompt command line. User mistakes (bad flags, bad files) print one `error:` line and exit 1;
+ * anything else is a bug and prints its stack.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { configureEngine, type Device } from '../graph/session.js';
+import { VispromptError } from '../errors.js';
+import { choice, int } from './parse.js';
+import { registerEncoderCommands } from './commands/encoders.js';
+import { registerGenerateCommands } from './commands/generate.js';
+
+export interface GlobalOptions {
+  quiet: boolean;
+  device: Device;
+  threads?: number;
+}
+
+const program = new Command();
+program.name('visprompt')
+  .description('Stable Diffusion in Node.js, steered by image prompts as well as text')
+  .version('0.1.0')
+  .addOption(new Option('--quiet', 'no progress bars').default(false))
+  .addOption(new Option('--device <device>', 'execution device: cpu, webgpu or cuda').argParser(choice('--device', ['cpu', 'webgpu', 'cuda'] as const)).default('cpu'))
+  .addOption(new Option('--threads <n>', 'threads per operator (default: all cores)').argParser(int('--threads', 1, 1024)))
+  .enablePositionalOptions(false)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+// Sub-commands accept --quiet too (contract scripts put it after the command).
+program.hook('preAction', (_root, cmd) => {
+  const o = { ...program.opts<GlobalOptions>(), ...cmd.opts<Partial<GlobalOptions>>() };
+  Object.assign(program.opts(), { quiet: Boolean(o.quiet) });
+  configureEngine({ device: o.device, threads: o.threads });
+});
+
+registerEncoderCommands(program, globals);
+registerGenerateCommands(program, globals);
+for (const cmd of program.commands) {
+  cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
+}
+
+function isUserError(e: unknown): boolean {
+  return e instanceof VispromptError || (e instanceof Error && /^(VispromptError|FileFormatError|InputError)$/.test(e.name));
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+  if (isUserError(e)) {
+    process.stderr.write(`\nerror: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  throw e;
+}
