@@ -9,6 +9,7 @@ import { VispromptError } from '../errors.js';
 import { choice, int } from './parse.js';
 import { registerEncoderCommands } from './commands/encoders.js';
 import { registerGenerateCommands } from './commands/generate.js';
+import { registerVaryCommand } from './commands/vary.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -37,6 +38,7 @@ program.hook('preAction', (_root, cmd) => {
 
 registerEncoderCommands(program, globals);
 registerGenerateCommands(program, globals);
+registerVaryCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
 }

@@ -123,7 +123,15 @@ export function gather(x: Value, axis: number, indices: readonly number[]): Valu
 export function reduceMean(x: Value, axes: readonly number[], keepdims = true): Value {
   const ax = axes.map((a) => (a < 0 ? x.rank + a : a));
   const shape = keepdims ? x.shape.map((d, i) => (ax.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !ax.includes(i));
-  return x.graph.node('ReduceMean', [x, int64(x.graph, ax, 'axes')], [{ shape, dtype: x.dtype }], { keepdims: keepdims ? 1 : 0 })[0]!;
+  // opset 17: ReduceMean takes axes as an attribute (ReduceSum as an input)
+  return x.graph.node('ReduceMean', [x], [{ shape, dtype: x.dtype }], { axes: ax, keepdims: keepdims ? 1 : 0 })[0]!;
+}
+
+/** log(sum(exp(x))) over axes (opset 17: axes attribute). */
+export function reduceLogSumExp(x: Value, axes: readonly number[], keepdims = true): Value {
+  const ax = axes.map((a) => (a < 0 ? x.rank + a : a));
+  const shape = keepdims ? x.shape.map((d, i) => (ax.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !ax.includes(i));
+  return x.graph.node('ReduceLogSumExp', [x], [{ shape, dtype: x.dtype }], { axes: ax, keepdims: keepdims ? 1 : 0 })[0]!;
 }
 
 export function reduceSum(x: Value, axes: readonly number[], keepdims = true): Value {

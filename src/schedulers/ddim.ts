@@ -373,6 +373,7 @@ export class DDIMScheduler extends DdimBase {
         break;
       }
       case 'trailing':
+        // As in diffusers, for some N (61, 103, ...) np.arange yields N + 1 values, the last being -1.
         ts = npArange(T, 0, -T / N).map((v) => roundHalfEven(v) - 1);
         break;
     }

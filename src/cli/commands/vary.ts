@@ -1,0 +1,62 @@
+/** `vary`: images from a reference image (and optional text) with a training-free image-prompt method. */
+import type { Command } from 'commander';
+import { openCheckpoint } from '../../components/checkpoint.js';
+import { readImageRGB } from '../../io/image.js';
+import { createMethod, GUIDANCE_MODES, METHOD_NAMES, type GuidanceMode } from '../../methods/index.js';
+import { vary } from '../../pipelines/vary.js';
+import { choice, float, int } from '../parse.js';
+import { loadTensor, saveTensors, writeImages } from '../outputs.js';
+import type { GlobalOptions } from '../main.js';
+import { ProgressReporter } from '../progress.js';
+import { addSamplingFlags, noiseFor, type SamplingFlags } from './generate.js';
+
+interface VaryFlags extends SamplingFlags {
+  image: string;
+  prompt?: string;
+  inversionPrompt?: string;
+  method: string;
+  guidanceMode?: GuidanceMode;
+  stratifiedSteps?: number;
+  lambdaP: number;
+  lambdaG: number;
+  tAlign?: number;
+  startStep?: number;
+  startLayer?: number;
+}
+
+export function registerVaryCommand(program: Command, globals: () => GlobalOptions): void {
+  addSamplingFlags(program.command('vary').description('generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (--inversion-prompt "")'), { steps: 50, guidance: 7.5 })
+    .requiredOption('--image <file>', 'the reference image (image prompt)')
+    .option('--prompt <text>', 'text prompt (default: the inversion prompt)')
+    .option('--inversion-prompt <text>', 'caption used to invert the reference ("" for cross-prompt generation; default: the prompt)')
+    .option('--method <name>', `image-prompt method: ${METHOD_NAMES.join(', ')}`, choice('--method', METHOD_NAMES), 'indetail-ip')
+    .option('--guidance-mode <mode>', 'conflict-free (reference only in the conditional branch; default for indetail-ip) or conflicting (both branches; default for the baselines)', choice('--guidance-mode', GUIDANCE_MODES))
+    .option('--stratified-steps <s>', 'InDetail-IP: steps with Stratified Attention (default 10 of 50, scaled to --steps)', int('--stratified-steps', 0))
+    .option('--lambda-p <x>', 'InDetail-IP: weight of the image-prompt attention', float('--lambda-p', 0), 1)
+    .option('--lambda-g <y>', 'InDetail-IP: weight of the generated image\'s own attention', float('--lambda-g', 0), 1)
+    .option('--t-align <t>', 'kv-concat (RIVAL): reference-only K/V above this timestep', int('--t-align', 0, 1000))
+    .option('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', int('--start-step', 0))
+    .option('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', int('--start-layer', 0))
+    .action(async (o: VaryFlags) => {
+      const progress = new ProgressReporter(globals().quiet);
+      const method = createMethod(o.method, o.steps, o);
+      const prompt = o.prompt ?? o.inversionPrompt ?? '';
+      const ck = openCheckpoint(o.model);
+      const reference = await readImageRGB(o.image);
+      const { seed: s, noise } = noiseFor(o);
+      const r = await vary(ck, {
+        reference, method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt, steps: o.steps,
+        guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
+        latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
+        onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
+      });
+      for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
+      if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
+      const files = await writeImages(o.out, r.images, {
+        method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt, inversion_prompt: o.inversionPrompt ?? prompt,
+        negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise, model: o.model,
+      });
+      progress.done();
+      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}\n`);
+    });
+}

@@ -1,0 +1,30 @@
+/** Building a method from its name and options (CLI flags, library callers). */
+import { InputError } from '../errors.js';
+import { kvConcat, kvReplace, styleAligned } from './baselines.js';
+import { inDetailIP } from './indetail-ip.js';
+import { METHOD_NAMES, type GuidanceMode, type MethodName, type ReferenceMethod } from './method.js';
+
+export interface MethodOptions {
+  guidanceMode?: GuidanceMode;
+  stratifiedSteps?: number;
+  lambdaP?: number;
+  lambdaG?: number;
+  tAlign?: number;
+  startStep?: number;
+  startLayer?: number;
+  scoreShift?: number;
+}
+
+export function createMethod(name: string, steps: number, o: MethodOptions = {}): ReferenceMethod {
+  switch (name as MethodName) {
+    case 'indetail-ip': return inDetailIP(steps, o);
+    case 'kv-concat': return kvConcat(o);
+    case 'kv-replace': return kvReplace(steps, o);
+    case 'style-aligned': return styleAligned(o);
+    default: throw new InputError(`unknown method ${JSON.stringify(name)} (expected one of ${METHOD_NAMES.join(', ')})`);
+  }
+}
+
+export * from './method.js';
+export { inDetailIP } from './indetail-ip.js';
+export { kvConcat, kvReplace, styleAligned } from './baselines.js';

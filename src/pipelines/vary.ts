@@ -1,0 +1,131 @@
+/**
+ * Image prompts without training: invert the reference, then sample with a reference row in the UNet
+ * batch whose self-attention keys/values the generated rows read (InDetail-IP and its baselines).
+ *
+ * Rows of one UNet call (K images), reference rows at the same timestep from the inversion chain:
+ *   conflict-free guidance:  [gen_uncond x K, ref_cond, gen_cond x K]            (2K + 1 rows)
+ *   conflicting guidance:    [ref_uncond, gen_uncond x K, ref_cond, gen_cond x K] (2K + 2 rows)
+ *   no guidance (g <= 1):    [ref_cond, gen_cond x K]                             (K + 1 rows)
+ * The official code runs 2K + 2 rows in both modes; rows no branch reads are not computed here. As in
+ * the official code, ref_cond is conditioned on the inversion prompt and ref_uncond on "".
+ */
+import type { Checkpoint } from '../components/checkpoint.js';
+import type { UNetVariant } from '../components/unet.js';
+import { InputError } from '../errors.js';
+import type { RGBImage } from '../io/image.js';
+import { pilResize } from '../io/pil-resize.js';
+import type { ReferenceMethod } from '../methods/method.js';
+import { layoutKey, referenceAttentionHooks, weightFeeds, type ReferenceLayout, type ReferenceWeights } from '../methods/reference-attention.js';
+import type { NoiseSource } from '../noise/gaussian.js';
+import { createScheduler } from '../schedulers/index.js';
+import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
+import { decodeLatents, latentShape, type GeneratedImages } from './common.js';
+import { classifierFreeGuidance, doClassifierFreeGuidance } from './guidance.js';
+import { imageToLatents, invert, type Inversion } from './invert.js';
+import { report, type RunControl } from './progress.js';
+import { initialLatents, validateSampling } from './text-to-image.js';
+
+export interface VaryOptions extends RunControl {
+  reference: RGBImage;
+  method: ReferenceMethod;
+  prompt: string;
+  /** Caption of the reference for its inversion ("" for cross-prompt generation). Default: the prompt. */
+  inversionPrompt?: string;
+  negativePrompt?: string;
+  steps?: number;
+  guidance?: number;
+  numImages?: number;
+  width?: number;
+  height?: number;
+  /** Initial noise before the method's AdaIN / permutation, [K, C, h, w]. */
+  latents?: Tensor;
+  noise?: NoiseSource;
+  onWarning?: (message: string) => void;
+  onStepEnd?: (i: number, t: number, latents: Tensor) => void;
+  /** Inspection: every UNet output with the row layout (tests, analysis). */
+  onUNetOutput?: (i: number, layout: readonly Row[], noisePred: Tensor) => void;
+}
+
+export interface VaryResult extends GeneratedImages {
+  readonly inversion: Inversion;
+  /** UNet rows per denoising step (for cost accounting). */
+  readonly rowsPerStep: number;
+}
+
+export interface Row { kind: 'ref' | 'gen'; branch: 'uncond' | 'cond' }
+
+export function rowLayout(cfg: boolean, conflicting: boolean, k: number): { rows: Row[]; referenceOf: (number | null)[] } {
+  const gen = (branch: Row['branch']): Row[] => Array.from({ length: k }, () => ({ kind: 'gen', branch }));
+  const list: Row[] = !cfg
+    ? [{ kind: 'ref', branch: 'cond' }, ...gen('cond')]
+    : conflicting
+      ? [{ kind: 'ref', branch: 'uncond' }, ...gen('uncond'), { kind: 'ref', branch: 'cond' }, ...gen('cond')]
+      : [...gen('uncond'), { kind: 'ref', branch: 'cond' }, ...gen('cond')];
+  const refIndex = (branch: Row['branch']): number => list.findIndex((r) => r.kind === 'ref' && r.branch === branch);
+  return { rows: list, referenceOf: list.map((r) => (r.kind === 'gen' && refIndex(r.branch) >= 0 ? refIndex(r.branch) : null)) };
+}
+
+/** The reference at the output size: resized (PIL bicubic) with a warning when its size differs. */
+export function referenceAtSize(ref: RGBImage, factor: number, width: number | undefined, height: number | undefined, warn?: (m: string) => void): RGBImage {
+  const w = width ?? ref.width - (ref.width % factor), h = height ?? ref.height - (ref.height % factor);
+  latentShape(factor, 1, 1, w, h); // validates
+  if (w === ref.width && h === ref.height) return ref;
+  warn?.(`reference image is ${ref.width}x${ref.height}; resized to ${w}x${h}`);
+  return pilResize(ref, w, h, 'bicubic');
+}
+
+export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> {
+  const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1;
+  validateSampling(steps, guidance);
+  if (!Number.isInteger(k) || k < 1) throw new InputError(`--num-images must be an integer >= 1, got ${k}`);
+  const unet = ck.unet(), vae = ck.vae();
+  const reference = referenceAtSize(o.reference, vae.scaleFactor, o.width, o.height, o.onWarning);
+  const inversionPrompt = o.inversionPrompt ?? o.prompt;
+
+  // 1. Invert the reference: z_0 .. z_N; the reference row at step i is z at the same timestep.
+  const z0 = await imageToLatents(ck, reference);
+  const inversion = await invert(ck, z0, { prompt: inversionPrompt, steps, onProgress: o.onProgress, signal: o.signal });
+  const zts = [...inversion.chain].reverse();
+
+  const shape = latentShape(vae.scaleFactor, unet.config.inChannels, k, reference.width, reference.height);
+  const noise = initialLatents(shape, o.latents, o.noise);
+  let latents = o.method.initialLatents(noise, zts[0]!, o.noise);
+
+  // 2. Embeddings of every row.
+  const cfg = doClassifierFreeGuidance(guidance);
+  const conflicting = o.method.guidanceMode === 'conflicting';
+  const { rows: layout, referenceOf } = rowLayout(cfg, conflicting, k);
+  const texts = [o.prompt, o.negativePrompt ?? '', inversionPrompt, ''];
+  const emb = await ck.textEncoder().encode(texts);
+  const embOf = (r: Row): Tensor => rows(emb.lastHiddenState, r.kind === 'gen' ? (r.branch === 'cond' ? 0 : 1) : (r.branch === 'cond' ? 2 : 3));
+  const context = concatRows(layout.map(embOf));
+
+  const refLayout: ReferenceLayout = { referenceOf, layer: o.method.layer, queryKeyAdain: o.method.queryKeyAdain, scoreShift: o.method.scoreShift };
+  const variant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g) => referenceAttentionHooks(g, refLayout) };
+  const scheduler = createScheduler('ddim', ck.schedulerConfig());
+  scheduler.setTimesteps(steps);
+  const ts = scheduler.timesteps;
+  const genIdx = (branch: Row['branch']): number[] => layout.map((r, i) => (r.kind === 'gen' && r.branch === branch ? i : -1)).filter((i) => i >= 0);
+  const refCondRow = layout.findIndex((r) => r.kind === 'ref' && r.branch === 'cond');
+
+  for (let i = 0; i < ts.length; i++) {
+    const t = ts[i]!;
+    report(o, 'denoise', i, ts.length);
+    const ctx = { index: i, timestep: t, steps: ts.length };
+    const w = o.method.weights(ctx);
+    const perRow: ReferenceWeights[] = layout.filter((_, j) => referenceOf[j] !== null).map((r) => (r.branch === 'cond' ? w.cond : w.uncond));
+    const sample = concatRows(layout.map((r, j) => (r.kind === 'ref' ? zts[i]! : rows(latents, genIdx(r.branch).indexOf(j)))));
+    const { noisePred } = await unet.run({ sample, timestep: t, encoderHiddenStates: context, variant, feeds: weightFeeds(perRow) });
+    o.onUNetOutput?.(i, layout, noisePred);
+    const pick = (idx: number[]): Tensor => concatRows(idx.map((j) => rows(noisePred, j)));
+    const cond = pick(genIdx('cond'));
+    let eps: Tensor = cfg ? { shape: cond.shape, data: classifierFreeGuidance(pick(genIdx('uncond')).data, cond.data, guidance) } : cond;
+    if (o.method.adjustNoise) eps = o.method.adjustNoise(ctx, eps, rows(noisePred, refCondRow));
+    latents = { shape: latents.shape, data: scheduler.step(eps.data, t, latents.data).prevSample };
+    o.onStepEnd?.(i, t, latents);
+  }
+  report(o, 'denoise', ts.length, ts.length);
+  if (hasNonFinite(latents)) throw new InputError('sampling produced NaN or infinite latents');
+  const images = await decodeLatents(vae, latents, o);
+  return { latents, images, truncatedPrompts: emb.truncated, inversion, rowsPerStep: layout.length };
+}
