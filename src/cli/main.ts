@@ -15,6 +15,8 @@ export interface GlobalOptions {
   quiet: boolean;
   device: Device;
   threads?: number;
+  sdVersion?: 1 | 2;
+  predictionType?: 'epsilon' | 'v_prediction';
 }
 
 const program = new Command();
@@ -24,6 +26,8 @@ program.name('visprompt')
   .addOption(new Option('--quiet', 'no progress bars').default(false))
   .addOption(new Option('--device <device>', 'execution device: cpu, webgpu or cuda').argParser(choice('--device', ['cpu', 'webgpu', 'cuda'] as const)).default('cpu'))
   .addOption(new Option('--threads <n>', 'threads per operator (default: all cores)').argParser(int('--threads', 1, 1024)))
+  .addOption(new Option('--sd-version <v>', 'single-file checkpoints: 1 or 2 (default: inferred from the weights)').argParser((v) => Number(choice('--sd-version', ['1', '2'] as const)(v)) as 1 | 2))
+  .addOption(new Option('--prediction-type <type>', 'single-file checkpoints: epsilon or v_prediction (SD 2.x 768 models; default epsilon)').argParser(choice('--prediction-type', ['epsilon', 'v_prediction'] as const)))
   .enablePositionalOptions(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });

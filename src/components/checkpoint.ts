@@ -10,6 +10,7 @@ import { CLIPImageProcessor } from '../io/clip-image-processor.js';
 import { CLIPTokenizer } from '../io/clip-tokenizer.js';
 import { Config, type Json } from '../io/config.js';
 import { openComponentWeights, WeightsView, type TensorSource } from '../io/weights.js';
+import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../io/original-checkpoint.js';
 import { autoencoderConfig } from '../models/autoencoder-kl.js';
 import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
 import { unetConfig } from '../models/unet2d-condition.js';
@@ -28,6 +29,8 @@ export interface ComponentSource {
 
 export class Checkpoint {
   private readonly memo = new Map<string, unknown>();
+  /** Things the user should know about how the checkpoint was read (inferred settings). */
+  readonly warnings: string[] = [];
 
   private constructor(
     /** The path the user gave. */
@@ -128,9 +131,21 @@ export class Checkpoint {
   }
 }
 
-/** Open a model path: a diffusers folder, or (later) a single-file checkpoint. */
-export function openCheckpoint(p: string): Checkpoint {
+/**
+ * Open a model path: a diffusers folder, or a single-file SD 1.x / 2.x checkpoint in the original
+ * layout (configs inferred from tensor shapes, `opts` override; the bundled CLIP vocabulary stands in
+ * for the tokenizer files such a checkpoint lacks).
+ */
+export function openCheckpoint(p: string, opts: OriginalCheckpointOptions = {}): Checkpoint {
   if (!fs.existsSync(p)) throw new InputError(`model path not found: ${p}`);
   if (fs.statSync(p).isDirectory()) return Checkpoint.fromDiffusersFolder(p);
-  throw new FileFormatError(p, 'single-file checkpoints are not supported yet; pass a diffusers folder');
+  const ck = openOriginalCheckpoint(p, opts);
+  const sources: Partial<Record<ComponentName, ComponentSource>> = { unet: ck.unet };
+  if (ck.vae) sources.vae = ck.vae;
+  if (ck.text_encoder) sources.text_encoder = ck.text_encoder;
+  // SD 2.x (OpenCLIP) pads with "!" (id 0), SD 1.x with the end-of-text token.
+  const padToken = ck.version === 2 ? '!' : '<|endoftext|>';
+  const checkpoint = Checkpoint.fromSources(p, sources, ck.scheduler.raw, () => CLIPTokenizer.bundled({ padToken }));
+  checkpoint.warnings.push(...ck.warnings);
+  return checkpoint;
 }

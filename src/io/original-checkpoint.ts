@@ -626,14 +626,14 @@ function buildEntries(h: Header, component: OriginalComponentName, keys: readonl
 // ---------------------------------------------------------------------------------------------------
 // Opening a file
 
-function notSdMessage(keys: string[]): string {
+function notSdMessage(keys: string[], what = `no ${UNET_PREFIX}* tensors`): string {
   const expected = `expected Stable Diffusion 1.x/2.x original-layout keys: ${UNET_PREFIX}* (UNet, e.g. ${UNET_PREFIX}input_blocks.0.0.weight), ${VAE_PREFIX}* (VAE) and ${CLIP_PREFIX}text_model.* or ${OPEN_CLIP_PREFIX}* (text encoder)`;
   let hint = '';
   if (keys.some((k) => k.startsWith('conditioner.embedders.'))) hint = ' This looks like an SDXL checkpoint, which is not supported.';
   else if (keys.some((k) => /(^|\.)(joint_blocks|double_blocks)\./.test(k))) hint = ' This looks like an SD3/Flux transformer checkpoint, which is not supported.';
   else if (keys.some((k) => /^(down_blocks|up_blocks|mid_block|text_model|encoder\.down_blocks)\./.test(k))) hint = ' This looks like one diffusers component file; pass the diffusers model folder instead.';
   const sample = keys.slice(0, 3).join(', ');
-  return `not a Stable Diffusion 1.x/2.x single-file checkpoint: no ${UNET_PREFIX}* tensors; ${expected}. Found ${keys.length} tensors${sample ? ` (e.g. ${sample})` : ''}.${hint}`;
+  return `not a Stable Diffusion 1.x/2.x single-file checkpoint: ${what}; ${expected}. Found ${keys.length} tensors${sample ? ` (e.g. ${sample})` : ''}.${hint}`;
 }
 
 function metadataPrediction(meta: Readonly<Record<string, string>>): PredictionType | undefined {
@@ -698,6 +698,7 @@ function build(file: string, sf: SafetensorsFile, rowReader: RowReader, opts: Or
   const h = new Header(sf);
   const allKeys = [...sf.tensors.keys()];
   if (!allKeys.some((k) => k.startsWith(UNET_PREFIX))) throw new FileFormatError(file, notSdMessage(allKeys));
+  if (!h.has(`${UNET_PREFIX}input_blocks.0.0.weight`)) throw new FileFormatError(file, notSdMessage(allKeys, `it has ${UNET_PREFIX}* tensors but no UNet ${UNET_PREFIX}input_blocks.0.0.weight`));
   if (h.has(`${UNET_PREFIX}label_emb.0.0.weight`) || h.has(`${UNET_PREFIX}label_emb.weight`)) {
     throw new FileFormatError(file, 'class-conditioned UNets (label_emb: SDXL, SD x4 upscaler, unCLIP) are not supported; only SD 1.x / 2.x text-to-image UNets', `${UNET_PREFIX}label_emb`);
   }

@@ -1,6 +1,6 @@
 /** `tokenize`, `embed-text`, `embed-image`: the CLIP parts of a checkpoint on their own. */
 import type { Command } from 'commander';
-import { openCheckpoint } from '../../components/checkpoint.js';
+import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
 import { int } from '../parse.js';
 import { saveTensors } from '../outputs.js';
@@ -13,7 +13,7 @@ export function registerEncoderCommands(program: Command, globals: () => GlobalO
     .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
     .argument('<text...>', 'texts (put them after -- to pass texts that start with a dash)')
     .action((texts: string[], o: { model: string }) => {
-      const tok = openCheckpoint(o.model).tokenizer();
+      const tok = openModel(o.model, globals()).tokenizer();
       const out = texts.map((t) => {
         const e = tok.encode(t);
         return { input_ids: e.input_ids, attention_mask: e.attention_mask };
@@ -29,7 +29,7 @@ export function registerEncoderCommands(program: Command, globals: () => GlobalO
     .requiredOption('--out <file.safetensors>', 'output file')
     .action(async (o: { model: string; prompt: string; clipSkip?: number; out: string }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const emb = await openCheckpoint(o.model).textEncoder().encode([o.prompt], { clipSkip: o.clipSkip });
+      const emb = await openModel(o.model, globals()).textEncoder().encode([o.prompt], { clipSkip: o.clipSkip });
       for (const p of emb.truncated) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       saveTensors(o.out, { last_hidden_state: emb.lastHiddenState, pooler_output: emb.poolerOutput }, { prompt: o.prompt, clip_skip: String(o.clipSkip ?? 0) });
     });
@@ -40,7 +40,7 @@ export function registerEncoderCommands(program: Command, globals: () => GlobalO
     .requiredOption('--image <file>', 'image file (PNG, JPEG, WebP, ...)')
     .requiredOption('--out <file.safetensors>', 'output file')
     .action(async (o: { model: string; image: string; out: string }) => {
-      const enc = openCheckpoint(o.model).imageEncoder();
+      const enc = openModel(o.model, globals()).imageEncoder();
       const r = await enc.encode([await readImageRGB(o.image)]);
       saveTensors(o.out, { image_embeds: r.imageEmbeds, last_hidden_state: r.lastHiddenState, penultimate_hidden_state: r.penultimateHiddenState }, { image: o.image });
     });

@@ -1,6 +1,6 @@
 /** `generate` (text-to-image) and `invert` (DDIM inversion). */
 import type { Command } from 'commander';
-import { openCheckpoint } from '../../components/checkpoint.js';
+import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
 import { createNoise, NOISE_KINDS, type NoiseKind } from '../../noise/gaussian.js';
 import { invert } from '../../pipelines/invert.js';
@@ -58,7 +58,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
     .action(async (o: SamplingFlags & { prompt: string; clipSkip?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openCheckpoint(o.model);
+      const ck = openModel(o.model, globals());
       const { seed: s, noise } = noiseFor(o);
       const r = await textToImage(ck, {
         prompt: o.prompt, negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
@@ -86,7 +86,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     .requiredOption('--save-chain <file.safetensors>', 'output file')
     .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openCheckpoint(o.model);
+      const ck = openModel(o.model, globals());
       const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });
       const chain = concatRows(inv.chain);
       saveTensors(o.saveChain, { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });

@@ -1,6 +1,6 @@
 /** `vary`: images from a reference image (and optional text) with a training-free image-prompt method. */
 import type { Command } from 'commander';
-import { openCheckpoint } from '../../components/checkpoint.js';
+import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
 import { createMethod, GUIDANCE_MODES, METHOD_NAMES, type GuidanceMode } from '../../methods/index.js';
 import { vary } from '../../pipelines/vary.js';
@@ -41,7 +41,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       const progress = new ProgressReporter(globals().quiet);
       const method = createMethod(o.method, o.steps, o);
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
-      const ck = openCheckpoint(o.model);
+      const ck = openModel(o.model, globals());
       const reference = await readImageRGB(o.image);
       const { seed: s, noise } = noiseFor(o);
       const r = await vary(ck, {

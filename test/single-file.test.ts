@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openCheckpoint } from '../src/components/checkpoint.js';
+import { toOriginalLayout } from '../src/io/original-checkpoint.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { openComponentWeights } from '../src/io/weights.js';
+import { TorchGenerator } from '../src/noise/torch-generator.js';
+import { textToImage } from '../src/pipelines/text-to-image.js';
+import { maxAbsDiff, type Tensor } from '../src/tensor.js';
+import { modelDir } from './helpers.js';
+
+function readComponent(dir: string): Record<string, Tensor> {
+  const src = openComponentWeights(dir);
+  return Object.fromEntries([...src.keys()].map((k) => [k, src.read(k)]));
+}
+
+test('a single-file original-layout checkpoint generates exactly what its diffusers folder generates (tiny-sd15)', async () => {
+  const dir = modelDir('tiny-sd15');
+  const parts = { unet: readComponent(path.join(dir, 'unet')), vae: readComponent(path.join(dir, 'vae')), text_encoder: readComponent(path.join(dir, 'text_encoder')) };
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-single-')), 'tiny-sd15.safetensors');
+  writeSafetensors(file, toOriginalLayout(parts));
+  // The tiny model's head counts break the 64-per-head rule of real checkpoints, so they are given.
+  const single = openCheckpoint(file, { unetHeads: 8, textHeads: 4 });
+  const folder = openCheckpoint(dir);
+  const latents: Tensor = { shape: [1, 4, 16, 16], data: new TorchGenerator(11).randn([1, 4, 16, 16]) };
+  const opts = { prompt: 'a red bicycle', negativePrompt: 'blurry', steps: 3, guidance: 7, width: 64, height: 64, latents };
+  const a = await textToImage(single, opts);
+  const b = await textToImage(folder, opts);
+  assert.equal(maxAbsDiff(a.latents, b.latents), 0);
+  assert.deepEqual(a.images[0]!.data, b.images[0]!.data);
+  const pickle = file.replace('.safetensors', '.ckpt');
+  fs.writeFileSync(pickle, 'PK');
+  assert.throws(() => openCheckpoint(pickle), /pickle checkpoints .* are not loaded: unpickling can run arbitrary code/);
+});
