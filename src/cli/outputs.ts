@@ -23,9 +23,14 @@ export async function writeImages(out: string, images: readonly RGBImage[], para
   return paths;
 }
 
+/** Create the output file's folder if needed (a path under a regular file is the user's mistake). */
 export function ensureDir(file: string): void {
   const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir)) throw new InputError(`output folder does not exist: ${dir}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new InputError(`cannot create the output folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
 }
 
 export function saveTensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
