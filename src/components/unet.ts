@@ -7,14 +7,14 @@ import { Graph } from '../graph/ir.js';
 import { compile, type Feed } from '../graph/session.js';
 import type { WeightsView } from '../io/weights.js';
 import type { UNetHooks } from '../models/hooks.js';
-import { unet2DConditionModel, type UNet2DConditionConfig } from '../models/unet2d-condition.js';
+import { unet2DConditionModel, type UNet2DConditionConfig, type UNetInputs } from '../models/unet2d-condition.js';
 import type { Tensor } from '../tensor.js';
 
 export interface UNetVariant {
   /** Everything that decides the graph's structure (method name, hooked layers, ...). */
   readonly key: string;
-  /** Declare extra inputs on `g` and return the hooks; `batch` is the number of UNet rows. */
-  hooks(g: Graph, batch: number): UNetHooks;
+  /** Declare extra inputs on `g` and return the hooks; `batch` is the number of UNet rows, `inputs` the UNet's own. */
+  hooks(g: Graph, batch: number, inputs: UNetInputs): UNetHooks;
   /** Extra named outputs (tapped values) the caller wants back. */
   readonly outputs?: readonly string[];
 }
@@ -46,11 +46,12 @@ export class UNet {
       const x = g.input('sample', sample.shape);
       const t = g.input('timestep', [b]);
       const c = g.input('encoder_hidden_states', ehs.shape);
-      const hooks = variant?.hooks(g, b);
+      const inputs = { sample: x, timestep: t, encoderHiddenStates: c };
+      const hooks = variant?.hooks(g, b, inputs);
       const taps = new Set(variant?.outputs ?? []);
       const tapped = new Map<string, Graph['inputs'][number]>();
       const withTaps: UNetHooks = { ...hooks, tap: (name, v) => { hooks?.tap?.(name, v); if (taps.has(name)) tapped.set(name, v); } };
-      g.output('noise_pred', unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c }, this.weights, this.config, withTaps));
+      g.output('noise_pred', unet2DConditionModel(inputs, this.weights, this.config, withTaps));
       for (const [name, v] of tapped) g.output(name, v);
       return g;
     });
@@ -58,4 +59,23 @@ export class UNet {
     const { noise_pred: noisePred, ...extra } = r;
     return { noisePred: noisePred!, extra };
   }
+}
+
+/** Several variants in one graph: attention from the first that rewrites it; skip/mid hooks chained. */
+export function composeVariants(variants: readonly (UNetVariant | undefined)[]): UNetVariant | undefined {
+  const list = variants.filter((v): v is UNetVariant => v !== undefined);
+  if (list.length <= 1) return list[0];
+  return {
+    key: list.map((v) => v.key).join('+'),
+    outputs: list.flatMap((v) => v.outputs ?? []),
+    hooks(g, batch, inputs) {
+      const all = list.map((v) => v.hooks(g, batch, inputs));
+      return {
+        attention: (call) => { for (const h of all) { const r = h.attention?.(call); if (r) return r; } return undefined; },
+        skip: (k, s) => all.reduce((acc, h) => (h.skip ? h.skip(k, acc) : acc), s),
+        midBlock: (x) => all.reduce((acc, h) => (h.midBlock ? h.midBlock(acc) : acc), x),
+        tap: (name, v) => { for (const h of all) h.tap?.(name, v); },
+      };
+    },
+  };
 }

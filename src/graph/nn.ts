@@ -6,8 +6,18 @@ import type { WeightsView } from '../io/weights.js';
 import type { Graph, Value } from './ir.js';
 import * as op from './ops.js';
 
+const sourceTags = new WeakMap<object, string>();
+let nextTag = 0;
+
+/** Graph names of weights: unique per checkpoint part, since a UNet and its ControlNet share key names. */
+function weightName(vb: WeightsView, name: string): string {
+  let tag = sourceTags.get(vb.source);
+  if (!tag) { tag = `m${nextTag++}`; sourceTags.set(vb.source, tag); }
+  return `${tag}/${vb.key(name)}`;
+}
+
 export function param(g: Graph, vb: WeightsView, name: string, shape?: readonly (number | null)[]): Value {
-  return g.weight(vb.key(name), vb.get(name, shape));
+  return g.weight(weightName(vb, name), vb.get(name, shape));
 }
 
 /** nn.Linear: y = x W^T + b over the last axis (Gemm with transB, so W is used as stored). */

@@ -18,6 +18,8 @@ export interface InDetailIPOptions {
   lambdaG?: number;
   /** AdaIN the initial noise to the inverted latent (default true). */
   adain?: boolean;
+  /** A ControlNet is active: the stratified default becomes 25 of 50 steps. */
+  controlnet?: boolean;
 }
 
 export function defaultStratifiedSteps(steps: number, controlnet = false): number {
@@ -28,7 +30,7 @@ export function inDetailIP(steps: number, o: InDetailIPOptions = {}): ReferenceM
   const lambdaP = o.lambdaP ?? 1, lambdaG = o.lambdaG ?? 1;
   if (!(lambdaP >= 0 && lambdaG >= 0)) throw new InputError(`--lambda-p and --lambda-g must be >= 0, got ${lambdaP} and ${lambdaG}`);
   if (lambdaP + lambdaG === 0) throw new InputError('--lambda-p and --lambda-g are both 0: Stratified Attention would divide by zero');
-  const strat = o.stratifiedSteps ?? defaultStratifiedSteps(steps);
+  const strat = o.stratifiedSteps ?? defaultStratifiedSteps(steps, o.controlnet);
   if (!Number.isInteger(strat) || strat < 0 || strat > steps) throw new InputError(`--stratified-steps must be an integer in [0, ${steps}] (the number of steps), got ${strat}`);
   const mode = o.guidanceMode ?? 'conflict-free';
   const weightsAt = (s: StepContext) => (s.index < strat ? stratified(lambdaP, lambdaG) : CONCAT);

@@ -13,6 +13,7 @@ export interface MethodOptions {
   startStep?: number;
   startLayer?: number;
   scoreShift?: number;
+  controlnet?: boolean;
 }
 
 export function createMethod(name: string, steps: number, o: MethodOptions = {}): ReferenceMethod {

@@ -38,14 +38,15 @@ export interface UNet2DConditionConfig {
   sampleSize: number;
 }
 
-export function unetConfig(c: Config): UNet2DConditionConfig {
+/** `encoderOnly`: a ControlNet config (no up blocks). */
+export function unetConfig(c: Config, opts: { encoderOnly?: boolean } = {}): UNet2DConditionConfig {
   const downBlockTypes = c.strings('down_block_types') as DownBlockType[];
-  const upBlockTypes = c.strings('up_block_types') as UpBlockType[];
+  const upBlockTypes = (opts.encoderOnly ? [] : c.strings('up_block_types')) as UpBlockType[];
   const n = downBlockTypes.length;
   for (const [key, list, allowed] of [['down_block_types', downBlockTypes, ['CrossAttnDownBlock2D', 'DownBlock2D']], ['up_block_types', upBlockTypes, ['CrossAttnUpBlock2D', 'UpBlock2D']]] as const) {
     for (const t of list) if (!(allowed as readonly string[]).includes(t)) throw new FileFormatError(c.file, `block type ${t} is not supported (expected one of ${allowed.join(', ')})`, key);
   }
-  if (upBlockTypes.length !== n) throw new FileFormatError(c.file, `expected ${n} up blocks (as many as down blocks), got ${upBlockTypes.length}`, 'up_block_types');
+  if (!opts.encoderOnly && upBlockTypes.length !== n) throw new FileFormatError(c.file, `expected ${n} up blocks (as many as down blocks), got ${upBlockTypes.length}`, 'up_block_types');
   const midBlockType = c.has('mid_block_type') ? c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn']) : 'UNetMidBlock2DCrossAttn';
   // diffusers' legacy naming: `attention_head_dim` holds the number of heads unless num_attention_heads is set.
   const heads = c.optionalInts('num_attention_heads', n) ?? c.ints('attention_head_dim', n, 8);
@@ -84,63 +85,93 @@ export interface UNetInputs {
   encoderHiddenStates: Value;
 }
 
-export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
-  const g = inp.sample.graph;
-  const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
+/** Sinusoidal features and the time MLP: (time_proj, temb). */
+export function unetTimeEmbedding(timestep: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
   const ch0 = cfg.blockOutChannels[0]!;
-  const tembDim = ch0 * 4;
-  const tproj = tap('time_proj', timestepFeatures(inp.timestep, ch0, cfg.flipSinToCos, cfg.freqShift));
-  const temb = tap('time_embedding', timestepEmbedding(tproj, vb.pp('time_embedding'), ch0, tembDim));
-  const ctx = inp.encoderHiddenStates;
-  const resnetSpec = (inC: number, outC: number) => ({ inChannels: inC, outChannels: outC, groups: cfg.normNumGroups, eps: cfg.normEps, tembChannels: tembDim });
-  const transformerSpec = (path: string, channels: number, i: number) => ({
-    path, channels, heads: cfg.numAttentionHeads[i]!, dimHead: channels / cfg.numAttentionHeads[i]!, crossAttentionDim: cfg.crossAttentionDim,
-    layers: cfg.transformerLayersPerBlock[i]!, groups: cfg.normNumGroups, useLinearProjection: cfg.useLinearProjection,
-  });
+  const tproj = timestepFeatures(timestep, ch0, cfg.flipSinToCos, cfg.freqShift);
+  hooks?.tap?.('time_proj', tproj);
+  const temb = timestepEmbedding(tproj, vb.pp('time_embedding'), ch0, ch0 * 4);
+  hooks?.tap?.('time_embedding', temb);
+  return temb;
+}
 
-  let x = conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 });
+function resnetSpec(cfg: UNet2DConditionConfig, inC: number, outC: number) {
+  return { inChannels: inC, outChannels: outC, groups: cfg.normNumGroups, eps: cfg.normEps, tembChannels: cfg.blockOutChannels[0]! * 4 };
+}
+
+function transformerSpec(cfg: UNet2DConditionConfig, path: string, channels: number, heads: number, layers: number) {
+  return {
+    path, channels, heads, dimHead: channels / heads, crossAttentionDim: cfg.crossAttentionDim,
+    layers, groups: cfg.normNumGroups, useLinearProjection: cfg.useLinearProjection,
+  };
+}
+
+/**
+ * The down blocks from `x` (conv_in output, plus a ControlNet's condition embedding there): returns the
+ * last hidden state and every skip connection in diffusers' down_block_res_samples order (x first).
+ */
+export function unetDownPath(x: Value, temb: Value, ctx: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): { h: Value; skips: Value[] } {
+  const g = x.graph;
   const skips: Value[] = [x];
   const n = cfg.downBlockTypes.length;
+  let h = x;
   for (let i = 0; i < n; i++) {
     const path = `down_blocks.${i}`;
     const bv = vb.pp('down_blocks').pp(i);
     const outC = cfg.blockOutChannels[i]!;
-    x = g.scope(path, () => {
-      let h = x;
+    h = g.scope(path, () => {
+      let y = h;
       for (let j = 0; j < cfg.layersPerBlock; j++) {
-        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(h.dim(1), outC));
-        if (cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D') h = transformer2D(h, ctx, bv.pp('attentions').pp(j), transformerSpec(`${path}.attentions.${j}`, outC, i), hooks);
-        skips.push(h);
+        y = resnetBlock2D(y, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, y.dim(1), outC));
+        if (cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D') {
+          y = transformer2D(y, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, cfg.numAttentionHeads[i]!, cfg.transformerLayersPerBlock[i]!), hooks);
+        }
+        skips.push(y);
       }
       if (i < n - 1) {
-        h = downsample2D(h, bv.pp('downsamplers.0'), outC, cfg.downsamplePadding);
-        skips.push(h);
+        y = downsample2D(y, bv.pp('downsamplers.0'), outC, cfg.downsamplePadding);
+        skips.push(y);
       }
-      return h;
+      return y;
     });
-    tap(`${path}.output`, x);
+    hooks?.tap?.(`${path}.output`, h);
   }
-  const consumed = skips.map((s, k) => {
+  return { h, skips };
+}
+
+/** UNetMidBlock2DCrossAttn: resnet, transformer, resnet. */
+export function unetMidBlock(x: Value, temb: Value, ctx: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
+  const n = cfg.downBlockTypes.length;
+  const c = cfg.blockOutChannels[n - 1]!;
+  return x.graph.scope('mid_block', () => {
+    let h = resnetBlock2D(x, temb, vb.pp('resnets.0'), resnetSpec(cfg, c, c));
+    h = transformer2D(h, ctx, vb.pp('attentions.0'), transformerSpec(cfg, 'mid_block.attentions.0', c, cfg.numAttentionHeads[n - 1]!, cfg.transformerLayersPerBlock[n - 1]!), hooks);
+    return resnetBlock2D(h, temb, vb.pp('resnets.1'), resnetSpec(cfg, c, c));
+  });
+}
+
+export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
+  const g = inp.sample.graph;
+  const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
+  const ch0 = cfg.blockOutChannels[0]!;
+  const temb = unetTimeEmbedding(inp.timestep, vb, cfg, hooks);
+  const ctx = inp.encoderHiddenStates;
+  const n = cfg.downBlockTypes.length;
+  const down = unetDownPath(conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 }), temb, ctx, vb, cfg, hooks);
+  let x = down.h;
+  const consumed = down.skips.map((s, k) => {
     tap(`down_block_res_samples.${k}`, s);
     return hooks?.skip ? hooks.skip(k, s) : s;
   });
 
   if (cfg.midBlockType) {
-    const mv = vb.pp('mid_block');
-    const c = cfg.blockOutChannels[n - 1]!;
-    x = g.scope('mid_block', () => {
-      let h = resnetBlock2D(x, temb, mv.pp('resnets.0'), resnetSpec(c, c));
-      h = transformer2D(h, ctx, mv.pp('attentions.0'), transformerSpec('mid_block.attentions.0', c, n - 1), hooks);
-      return resnetBlock2D(h, temb, mv.pp('resnets.1'), resnetSpec(c, c));
-    });
-    tap('mid_block', x);
+    x = tap('mid_block', unetMidBlock(x, temb, ctx, vb.pp('mid_block'), cfg, hooks));
     if (hooks?.midBlock) x = hooks.midBlock(x);
   }
 
   const reversedChannels = [...cfg.blockOutChannels].reverse();
   const reversedHeads = [...cfg.numAttentionHeads].reverse();
   const reversedLayers = [...cfg.transformerLayersPerBlock].reverse();
-  const upCfg = { ...cfg, numAttentionHeads: reversedHeads, transformerLayersPerBlock: reversedLayers };
   for (let i = 0; i < n; i++) {
     const path = `up_blocks.${i}`;
     const bv = vb.pp('up_blocks').pp(i);
@@ -151,12 +182,9 @@ export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet
         const res = consumed.pop();
         if (!res) throw new Error('UNet: skip connections exhausted');
         h = op.concat([h, res], 1);
-        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(h.dim(1), outC));
+        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC));
         if (cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D') {
-          h = transformer2D(h, ctx, bv.pp('attentions').pp(j), {
-            ...transformerSpec(`${path}.attentions.${j}`, outC, i),
-            heads: upCfg.numAttentionHeads[i]!, dimHead: outC / upCfg.numAttentionHeads[i]!, layers: upCfg.transformerLayersPerBlock[i]!,
-          }, hooks);
+          h = transformer2D(h, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, reversedHeads[i]!, reversedLayers[i]!), hooks);
         }
       }
       if (i < n - 1) {
@@ -167,6 +195,5 @@ export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet
     });
     tap(`${path}.output`, x);
   }
-  const out = conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
-  return out;
+  return conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
 }

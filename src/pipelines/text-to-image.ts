@@ -4,7 +4,8 @@
  * DDIM steps, VAE decode. Returns final latents and images.
  */
 import type { Checkpoint } from '../components/checkpoint.js';
-import type { UNetVariant } from '../components/unet.js';
+import { composeVariants, type UNetVariant } from '../components/unet.js';
+import { controlNetFeeds, controlNetVariant, prepareControls, type ControlInput } from '../components/controlnet.js';
 import type { Feed } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
@@ -28,6 +29,8 @@ export interface TextToImageOptions extends RunControl {
   scheduler?: string;
   eta?: number;
   clipSkip?: number;
+  /** ControlNets with their condition images (at the output size) and scales. */
+  controls?: readonly ControlInput[];
   /** Skip the VAE (output_type='latent'). */
   latentsOnly?: boolean;
   /** Per-step hook for methods: a UNet variant and its feeds for this step. */
@@ -59,6 +62,8 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   const [negEmb, posEmb] = cfg ? [rowsOf(emb.lastHiddenState, 0), rowsOf(emb.lastHiddenState, 1)] : [undefined, rowsOf(emb.lastHiddenState, 0)];
   const context = cfg ? concatRows([repeatRows(negEmb!, k), repeatRows(posEmb!, k)]) : repeatRows(posEmb!, k);
 
+  const controls = prepareControls(o.controls ?? [], shape[3]! * vae.scaleFactor, shape[2]! * vae.scaleFactor, vae.scaleFactor);
+  const control = controlNetVariant(controls);
   scheduler.setTimesteps(steps);
   const ts = scheduler.timesteps;
   for (let i = 0; i < ts.length; i++) {
@@ -66,7 +71,9 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     report(o, 'denoise', i, ts.length);
     const input = cfg ? concatRows([latents, latents]) : latents;
     const v = o.variantForStep?.(i, t);
-    const { noisePred } = await unet.run({ sample: input, timestep: t, encoderHiddenStates: context, variant: v?.variant, feeds: v?.feeds });
+    const variant = composeVariants([control, v?.variant]);
+    const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...v?.feeds };
+    const { noisePred } = await unet.run({ sample: input, timestep: t, encoderHiddenStates: context, variant, feeds });
     const eps = cfg ? guide(noisePred, guidance) : noisePred.data;
     latents = { shape: latents.shape, data: scheduler.step(eps, t, latents.data, { eta: o.eta ?? 0, noise: o.noise }).prevSample };
     o.onStepEnd?.(i, t, latents);

@@ -10,7 +10,9 @@
  * the official code, ref_cond is conditioned on the inversion prompt and ref_uncond on "".
  */
 import type { Checkpoint } from '../components/checkpoint.js';
-import type { UNetVariant } from '../components/unet.js';
+import { composeVariants, type UNetVariant } from '../components/unet.js';
+import { controlNetFeeds, controlNetVariant, prepareControls, type ControlInput } from '../components/controlnet.js';
+import type { Graph } from '../graph/ir.js';
 import { InputError } from '../errors.js';
 import type { RGBImage } from '../io/image.js';
 import { pilResize } from '../io/pil-resize.js';
@@ -41,6 +43,10 @@ export interface VaryOptions extends RunControl {
   latents?: Tensor;
   noise?: NoiseSource;
   onWarning?: (message: string) => void;
+  /** ControlNets (structure-guided generation): zero for reference rows, and for the unconditional branch during the first `controlUncondSteps` steps. */
+  controls?: readonly ControlInput[];
+  /** Default 10 of 50 steps (scaled), as the official code's gm_end_tsidx. */
+  controlUncondSteps?: number;
   onStepEnd?: (i: number, t: number, latents: Tensor) => void;
   /** Inspection: every UNet output with the row layout (tests, analysis). */
   onUNetOutput?: (i: number, layout: readonly Row[], noisePred: Tensor) => void;
@@ -101,7 +107,11 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const context = concatRows(layout.map(embOf));
 
   const refLayout: ReferenceLayout = { referenceOf, layer: o.method.layer, queryKeyAdain: o.method.queryKeyAdain, scoreShift: o.method.scoreShift };
-  const variant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g) => referenceAttentionHooks(g, refLayout) };
+  const refVariant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g: Graph) => referenceAttentionHooks(g, refLayout) };
+  const controls = prepareControls(o.controls ?? [], reference.width, reference.height, vae.scaleFactor);
+  const variant = composeVariants([refVariant, controlNetVariant(controls)])!;
+  const uncondOff = o.controlUncondSteps ?? Math.round((10 / 50) * steps);
+  if (!Number.isInteger(uncondOff) || uncondOff < 0 || uncondOff > steps) throw new InputError(`control steps without the unconditional branch must be in [0, ${steps}], got ${uncondOff}`);
   const scheduler = createScheduler('ddim', ck.schedulerConfig());
   scheduler.setTimesteps(steps);
   const ts = scheduler.timesteps;
@@ -115,7 +125,12 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
     const w = o.method.weights(ctx);
     const perRow: ReferenceWeights[] = layout.filter((_, j) => referenceOf[j] !== null).map((r) => (r.branch === 'cond' ? w.cond : w.uncond));
     const sample = concatRows(layout.map((r, j) => (r.kind === 'ref' ? zts[i]! : rows(latents, genIdx(r.branch).indexOf(j)))));
-    const { noisePred } = await unet.run({ sample, timestep: t, encoderHiddenStates: context, variant, feeds: weightFeeds(perRow) });
+    const rowScale = (_j: number, row: number): number => {
+      const r = layout[row]!;
+      return r.kind === 'ref' || (r.branch === 'uncond' && i < uncondOff) ? 0 : 1;
+    };
+    const feeds = { ...weightFeeds(perRow), ...controlNetFeeds(controls, rowScale, layout.length) };
+    const { noisePred } = await unet.run({ sample, timestep: t, encoderHiddenStates: context, variant, feeds });
     o.onUNetOutput?.(i, layout, noisePred);
     const pick = (idx: number[]): Tensor => concatRows(idx.map((j) => rows(noisePred, j)));
     const cond = pick(genIdx('cond'));

@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
+import { ControlNet, type ControlInput } from '../../components/controlnet.js';
+import { InputError } from '../../errors.js';
 import { createNoise, NOISE_KINDS, type NoiseKind } from '../../noise/gaussian.js';
 import { invert } from '../../pipelines/invert.js';
 import { textToImage } from '../../pipelines/text-to-image.js';
@@ -27,6 +29,21 @@ export interface SamplingFlags {
   eta: number;
   saveLatents?: string;
   out: string;
+  controlnet: string[];
+  controlImage: string[];
+  controlScale: number[];
+}
+
+const collect = <T>(parse: (v: string) => T) => (v: string, prev: T[] = []): T[] => [...prev, parse(v)];
+
+/** The --controlnet / --control-image / --control-scale triples (repeatable, matched by position). */
+export async function controlsFrom(o: SamplingFlags): Promise<ControlInput[]> {
+  const n = o.controlnet.length;
+  if (o.controlImage.length !== n) throw new InputError(`${n} --controlnet but ${o.controlImage.length} --control-image: give one condition image per ControlNet`);
+  if (o.controlScale.length !== 0 && o.controlScale.length !== n) throw new InputError(`${o.controlScale.length} --control-scale for ${n} --controlnet: give none (1.0 each) or one per ControlNet`);
+  const out: ControlInput[] = [];
+  for (let j = 0; j < n; j++) out.push({ net: ControlNet.open(o.controlnet[j]!), image: await readImageRGB(o.controlImage[j]!), scale: o.controlScale[j] ?? 1 });
+  return out;
 }
 
 /** Flags shared by every sampling command (generate, vary, ...). */
@@ -45,6 +62,9 @@ export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidan
     .option('--scheduler <name>', 'scheduler (ddim)', 'ddim')
     .option('--eta <e>', 'DDIM eta (0: deterministic)', float('--eta', 0), 0)
     .option('--save-latents <file>', 'write the final latents (key "latents") before VAE decoding')
+    .option('--controlnet <path>', 'ControlNet folder (repeatable, paired with --control-image)', collect((v) => v), [])
+    .option('--control-image <file>', 'condition image for the ControlNet at the same position (depth map, edges, ...)', collect((v) => v), [])
+    .option('--control-scale <x>', 'conditioning scale of the ControlNet at the same position (default 1)', collect(float('--control-scale')), [])
     .requiredOption('--out <file.png>', 'output image; with several images a-0.png, a-1.png, ...');
 }
 
@@ -63,7 +83,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       const r = await textToImage(ck, {
         prompt: o.prompt, negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
-        clipSkip: o.clipSkip, onProgress: progress.onProgress,
+        clipSkip: o.clipSkip, controls: await controlsFrom(o), onProgress: progress.onProgress,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });

@@ -8,7 +8,7 @@ import { choice, float, int } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
-import { addSamplingFlags, noiseFor, type SamplingFlags } from './generate.js';
+import { addSamplingFlags, controlsFrom, noiseFor, type SamplingFlags } from './generate.js';
 
 interface VaryFlags extends SamplingFlags {
   image: string;
@@ -22,6 +22,7 @@ interface VaryFlags extends SamplingFlags {
   tAlign?: number;
   startStep?: number;
   startLayer?: number;
+  controlUncondSteps?: number;
 }
 
 export function registerVaryCommand(program: Command, globals: () => GlobalOptions): void {
@@ -37,9 +38,11 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
     .option('--t-align <t>', 'kv-concat (RIVAL): reference-only K/V above this timestep', int('--t-align', 0, 1000))
     .option('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', int('--start-step', 0))
     .option('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', int('--start-layer', 0))
+    .option('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', int('--control-uncond-steps', 0))
     .action(async (o: VaryFlags) => {
       const progress = new ProgressReporter(globals().quiet);
-      const method = createMethod(o.method, o.steps, o);
+      const controls = await controlsFrom(o);
+      const method = createMethod(o.method, o.steps, { ...o, controlnet: controls.length > 0 });
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
       const ck = openModel(o.model, globals());
       const reference = await readImageRGB(o.image);
@@ -48,7 +51,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
         reference, method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt, steps: o.steps,
         guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
         latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
-        onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
+        controls, controlUncondSteps: o.controlUncondSteps, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
