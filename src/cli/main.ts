@@ -32,11 +32,12 @@ program.name('visprompt')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 // Sub-commands accept --quiet too (contract scripts put it after the command).
+let quiet = false;
+const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet });
 program.hook('preAction', (_root, cmd) => {
-  const o = { ...program.opts<GlobalOptions>(), ...cmd.opts<Partial<GlobalOptions>>() };
-  Object.assign(program.opts(), { quiet: Boolean(o.quiet) });
+  const o = program.opts<GlobalOptions>();
+  quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
   configureEngine({ device: o.device, threads: o.threads });
 });
 

@@ -14,6 +14,7 @@ import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../io/or
 import { autoencoderConfig } from '../models/autoencoder-kl.js';
 import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
 import { unetConfig } from '../models/unet2d-condition.js';
+import { unet2DConfig } from '../models/unet2d.js';
 import { ImageEncoder } from './image-encoder.js';
 import { TextEncoder } from './text-encoder.js';
 import { UNet } from './unet.js';
@@ -83,6 +84,9 @@ export class Checkpoint {
     return s;
   }
 
+  /** A pixel-space unconditional model (UNet2DModel, no VAE, no text encoder). */
+  isPixelSpace(): boolean { return !this.unet().conditional; }
+
   has(name: ComponentName): boolean {
     try { return this.resolve(name) !== undefined; } catch { return false; }
   }
@@ -99,7 +103,9 @@ export class Checkpoint {
   unet(): UNet {
     return this.once('unet', () => {
       const s = this.source('unet');
-      return new UNet(unetConfig(s.config()), new WeightsView(s.weights()), `${this.path}#unet`);
+      const c = s.config();
+      const arch = c.raw._class_name === 'UNet2DModel' ? { kind: 'pixel' as const, unet: unet2DConfig(c) } : { kind: 'conditional' as const, unet: unetConfig(c) };
+      return new UNet(arch, new WeightsView(s.weights()), `${this.path}#unet`);
     });
   }
 

@@ -15,7 +15,7 @@ import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { openComponentWeights, WeightsView } from '../io/weights.js';
 import { controlNetConfig, controlNetModel, type ControlNetConfig } from '../models/controlnet.js';
 import type { UNetHooks } from '../models/hooks.js';
-import type { UNetInputs } from '../models/unet2d-condition.js';
+import type { DenoiserInputs } from '../models/unet2d-condition.js';
 import type { Tensor } from '../tensor.js';
 import type { UNetVariant } from './unet.js';
 
@@ -66,12 +66,14 @@ export function controlNetVariant(controls: readonly PreparedControl[]): UNetVar
   if (controls.length === 0) return undefined;
   return {
     key: `controlnet[${controls.map((c) => c.net.id).join(',')}]`,
-    hooks(g: Graph, batch: number, inputs: UNetInputs): UNetHooks {
+    hooks(g: Graph, batch: number, inputs: DenoiserInputs): UNetHooks {
+      const ehs = inputs.encoderHiddenStates;
+      if (!ehs) throw new InputError('ControlNets need a text-conditioned UNet (Stable Diffusion), not a pixel-space UNet2DModel');
       const residuals = controls.map((c, j) => {
         const [, , h, w] = c.image.shape as [number, number, number, number];
         const cond = g.input(condName(j), [batch, 3, h, w]);
         const scale = g.input(scaleName(j), [batch, 1, 1, 1]);
-        return g.scope(`controlnet_${j}`, () => controlNetModel({ ...inputs, cond, scale }, c.net.weights, c.net.config));
+        return g.scope(`controlnet_${j}`, () => controlNetModel({ ...inputs, encoderHiddenStates: ehs, cond, scale }, c.net.weights, c.net.config));
       });
       const fit = (j: number, what: string, r: Value, s: Value): void => {
         if (r.shape.join(',') !== s.shape.join(',')) {

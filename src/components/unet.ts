@@ -7,14 +7,15 @@ import { Graph } from '../graph/ir.js';
 import { compile, type Feed } from '../graph/session.js';
 import type { WeightsView } from '../io/weights.js';
 import type { UNetHooks } from '../models/hooks.js';
-import { unet2DConditionModel, type UNet2DConditionConfig, type UNetInputs } from '../models/unet2d-condition.js';
+import { unet2DConditionModel, type DenoiserInputs, type UNet2DConditionConfig } from '../models/unet2d-condition.js';
+import { unet2DModel, type UNet2DConfig } from '../models/unet2d.js';
 import type { Tensor } from '../tensor.js';
 
 export interface UNetVariant {
   /** Everything that decides the graph's structure (method name, hooked layers, ...). */
   readonly key: string;
   /** Declare extra inputs on `g` and return the hooks; `batch` is the number of UNet rows, `inputs` the UNet's own. */
-  hooks(g: Graph, batch: number, inputs: UNetInputs): UNetHooks;
+  hooks(g: Graph, batch: number, inputs: DenoiserInputs): UNetHooks;
   /** Extra named outputs (tapped values) the caller wants back. */
   readonly outputs?: readonly string[];
 }
@@ -24,15 +25,27 @@ export interface UNetCall {
   readonly sample: Tensor;
   /** One timestep per row (or one for all). */
   readonly timestep: number | readonly number[];
-  /** [B, L, D] */
-  readonly encoderHiddenStates: Tensor;
+  /** [B, L, D]; absent for unconditional (pixel-space UNet2DModel) networks. */
+  readonly encoderHiddenStates?: Tensor;
   readonly variant?: UNetVariant;
   /** Values of the variant's extra inputs. */
   readonly feeds?: Record<string, Feed>;
 }
 
+/** The denoiser's architecture: text-conditioned latent UNet (SD) or unconditional pixel UNet (DDPM). */
+export type DenoiserConfig = { kind: 'conditional'; unet: UNet2DConditionConfig } | { kind: 'pixel'; unet: UNet2DConfig };
+
 export class UNet {
-  constructor(readonly config: UNet2DConditionConfig, readonly weights: WeightsView, readonly id: string) {}
+  constructor(readonly arch: DenoiserConfig, readonly weights: WeightsView, readonly id: string) {}
+
+  get conditional(): boolean { return this.arch.kind === 'conditional'; }
+  get inChannels(): number { return this.arch.unet.inChannels; }
+  get sampleSize(): number { return this.arch.unet.sampleSize; }
+  /** Only for text-conditioned UNets. */
+  get config(): UNet2DConditionConfig {
+    if (this.arch.kind !== 'conditional') throw new Error('UNet2DModel has no text-conditioning config');
+    return this.arch.unet;
+  }
 
   /** Noise prediction (or v / sample, per the scheduler's prediction_type) plus any variant outputs. */
   async run(call: UNetCall): Promise<{ noisePred: Tensor; extra: Record<string, Tensor> }> {
@@ -40,22 +53,25 @@ export class UNet {
     const b = sample.shape[0]!;
     const ts = typeof call.timestep === 'number' ? Array<number>(b).fill(call.timestep) : call.timestep;
     if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for ${b} rows`);
-    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs.shape.join('x')}:${variant?.key ?? 'plain'}`;
+    if (this.conditional !== (ehs !== undefined)) throw new Error(this.conditional ? 'UNet: text-conditioned model needs encoder_hidden_states' : 'UNet2DModel takes no encoder_hidden_states');
+    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${variant?.key ?? 'plain'}`;
     const session = await compile(key, () => {
       const g = new Graph('unet');
       const x = g.input('sample', sample.shape);
       const t = g.input('timestep', [b]);
-      const c = g.input('encoder_hidden_states', ehs.shape);
+      const c = ehs ? g.input('encoder_hidden_states', ehs.shape) : undefined;
       const inputs = { sample: x, timestep: t, encoderHiddenStates: c };
       const hooks = variant?.hooks(g, b, inputs);
       const taps = new Set(variant?.outputs ?? []);
       const tapped = new Map<string, Graph['inputs'][number]>();
       const withTaps: UNetHooks = { ...hooks, tap: (name, v) => { hooks?.tap?.(name, v); if (taps.has(name)) tapped.set(name, v); } };
-      g.output('noise_pred', unet2DConditionModel(inputs, this.weights, this.config, withTaps));
+      g.output('noise_pred', this.arch.kind === 'conditional'
+        ? unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c! }, this.weights, this.arch.unet, withTaps)
+        : unet2DModel(x, t, this.weights, this.arch.unet, withTaps));
       for (const [name, v] of tapped) g.output(name, v);
       return g;
     });
-    const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, encoder_hidden_states: ehs, ...call.feeds });
+    const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), ...call.feeds });
     const { noise_pred: noisePred, ...extra } = r;
     return { noisePred: noisePred!, extra };
   }

@@ -4,7 +4,8 @@
  */
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
-import { attentionCore, linear, mergeHeads, splitHeads } from '../graph/nn.js';
+import { attentionCore, groupNorm, linear, mergeHeads, splitHeads } from '../graph/nn.js';
+import * as op from '../graph/ops.js';
 import type { AttentionCall, UNetHooks } from './hooks.js';
 
 export interface AttentionSpec {
@@ -27,7 +28,7 @@ export function attention(x: Value, context: Value, vb: WeightsView, spec: Atten
   const q = linear(x, vb.pp('to_q'), spec.queryDim, inner, spec.qkvBias);
   const k = linear(context, vb.pp('to_k'), spec.contextDim, inner, spec.qkvBias);
   const v = linear(context, vb.pp('to_v'), spec.contextDim, inner, spec.qkvBias);
-  hooks?.tap?.(`${spec.path}.input`, x);
+  if (spec.kind !== 'spatial') hooks?.tap?.(`${spec.path}.input`, x);
   hooks?.tap?.(`${spec.path}.to_q`, q);
   hooks?.tap?.(`${spec.path}.to_k`, k);
   hooks?.tap?.(`${spec.path}.to_v`, v);
@@ -35,6 +36,21 @@ export function attention(x: Value, context: Value, vb: WeightsView, spec: Atten
   const plain = (qq: Value, kk: Value, vv: Value): Value => plainAttention(qq, kk, vv, spec.heads, scale);
   const core = hooks?.attention?.({ path: spec.path, kind: spec.kind, q, k, v, heads: spec.heads, scale, plain }) ?? plain(q, k, v);
   const out = linear(core, vb.pp('to_out.0'), inner, spec.queryDim);
-  hooks?.tap?.(`${spec.path}.output`, out);
+  if (spec.kind !== 'spatial') hooks?.tap?.(`${spec.path}.output`, out);
   return out;
+}
+
+/**
+ * Self-attention over the pixels of an NCHW map, as diffusers' `Attention` with group_norm and
+ * residual_connection (VAE mid block, UNet2DModel's Attn blocks): GroupNorm -> tokens -> attention ->
+ * back to NCHW -> + input.
+ */
+export function spatialSelfAttention(h: Value, vb: WeightsView, o: { path: string; groups: number; eps: number; heads: number }, hooks?: UNetHooks): Value {
+  const [b, c, hh, ww] = h.shape as [number, number, number, number];
+  hooks?.tap?.(`${o.path}.input`, h);
+  const tokens = op.transpose(op.reshape(groupNorm(h, vb.pp('group_norm'), o.groups, o.eps), [b, c, hh * ww]), [0, 2, 1]);
+  const out = attention(tokens, tokens, vb, { path: o.path, kind: 'spatial', queryDim: c, contextDim: c, heads: o.heads, dimHead: c / o.heads, qkvBias: true }, hooks);
+  const y = op.add(op.reshape(op.transpose(out, [0, 2, 1]), [b, c, hh, ww]), h);
+  hooks?.tap?.(`${o.path}.output`, y);
+  return y;
 }

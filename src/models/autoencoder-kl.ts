@@ -9,7 +9,7 @@ import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { conv2d, groupNorm, silu } from '../graph/nn.js';
-import { attention } from './attention.js';
+import { spatialSelfAttention } from './attention.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
 
 export interface AutoencoderKLConfig {
@@ -59,13 +59,7 @@ const EPS = 1e-6;
 function midBlock(x: Value, vb: WeightsView, c: number, cfg: AutoencoderKLConfig, path: string): Value {
   const spec = { inChannels: c, outChannels: c, groups: cfg.normNumGroups, eps: EPS, tembChannels: 0 };
   let h = resnetBlock2D(x, null, vb.pp('resnets.0'), spec);
-  if (cfg.midBlockAddAttention) {
-    const av = vb.pp('attentions.0');
-    const [b, , hh, ww] = h.shape as [number, number, number, number];
-    const tokens = op.transpose(op.reshape(groupNorm(h, av.pp('group_norm'), cfg.normNumGroups, EPS), [b, c, hh * ww]), [0, 2, 1]);
-    const out = attention(tokens, tokens, av, { path: `${path}.attentions.0`, kind: 'vae', queryDim: c, contextDim: c, heads: 1, dimHead: c, qkvBias: true });
-    h = op.add(op.reshape(op.transpose(out, [0, 2, 1]), [b, c, hh, ww]), h);
-  }
+  if (cfg.midBlockAddAttention) h = spatialSelfAttention(h, vb.pp('attentions.0'), { path: `${path}.attentions.0`, groups: cfg.normNumGroups, eps: EPS, heads: 1 });
   return resnetBlock2D(h, null, vb.pp('resnets.1'), spec);
 }
 

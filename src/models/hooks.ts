@@ -9,7 +9,8 @@ import type { Value } from '../graph/ir.js';
 export interface AttentionCall {
   /** e.g. `up_blocks.1.attentions.0.transformer_blocks.0.attn1` */
   readonly path: string;
-  readonly kind: 'attn1' | 'attn2' | 'vae';
+  /** attn1: self-attention of a transformer block; attn2: cross-attention on the text; spatial: pixel self-attention (VAE, UNet2DModel). */
+  readonly kind: 'attn1' | 'attn2' | 'spatial';
   /** Projections with heads merged: [B, Nq, H*D], [B, Nk, H*D], [B, Nk, H*D]. */
   readonly q: Value;
   readonly k: Value;

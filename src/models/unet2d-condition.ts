@@ -85,6 +85,9 @@ export interface UNetInputs {
   encoderHiddenStates: Value;
 }
 
+/** What a variant's hooks see of the denoiser's inputs (no text for unconditional UNets). */
+export type DenoiserInputs = Omit<UNetInputs, 'encoderHiddenStates'> & { encoderHiddenStates?: Value };
+
 /** Sinusoidal features and the time MLP: (time_proj, temb). */
 export function unetTimeEmbedding(timestep: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
   const ch0 = cfg.blockOutChannels[0]!;

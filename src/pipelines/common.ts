@@ -42,3 +42,9 @@ export async function decodeLatents(vae: VAE, latents: Tensor, ctl?: RunControl)
   report(ctl, 'decode', k, k);
   return images;
 }
+
+/** Pixel-space samples in [-1, 1] to 8-bit images (diffusers' postprocess without a VAE). */
+export function samplesToImages(samples: Tensor): RGBImage[] {
+  if (hasNonFinite(samples)) throw new InputError('sampling produced NaN or infinite pixels');
+  return numpyToPil(new VaeImageProcessor({ vae_scale_factor: 1 }).postprocessNp(samples));
+}

@@ -25,10 +25,13 @@ export interface Inversion {
   /** The timesteps visited (ascending). */
   readonly timesteps: number[];
   readonly noisePreds: Tensor[];
-  readonly promptEmbeds: Tensor;
+  /** Undefined for unconditional (pixel-space) models. */
+  readonly promptEmbeds: Tensor | undefined;
 }
 
+/** The image in the model's sampling space: VAE latents (mean x scaling factor), or pixels in [-1, 1] for pixel-space models. */
 export async function imageToLatents(ck: Checkpoint, image: RGBImage, size?: { width?: number; height?: number }): Promise<Tensor> {
+  if (ck.isPixelSpace()) return new VaeImageProcessor({ vae_scale_factor: 1 }).preprocess(image, { width: size?.width, height: size?.height });
   const vae = ck.vae();
   const proc = new VaeImageProcessor({ vae_scale_factor: vae.scaleFactor });
   return vae.encodeToLatents(proc.preprocess(image, { width: size?.width, height: size?.height }));
@@ -39,7 +42,7 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   validateSampling(steps, 1);
   report(o, 'encode', 0, 1);
   const z0 = 'data' in image && image.data instanceof Float32Array ? image as Tensor : await imageToLatents(ck, image as RGBImage, o);
-  const emb = (await ck.textEncoder().encode([o.prompt])).lastHiddenState;
+  const emb = ck.isPixelSpace() ? undefined : (await ck.textEncoder().encode([o.prompt])).lastHiddenState;
   const inv = createInverseScheduler(ck.schedulerConfig());
   inv.setTimesteps(steps);
   const unet = ck.unet();

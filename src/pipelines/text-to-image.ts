@@ -10,10 +10,10 @@ import type { Feed } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
-import { concatRows, hasNonFinite, type Tensor } from '../tensor.js';
+import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { doClassifierFreeGuidance, guide } from './guidance.js';
 import { report, type RunControl } from './progress.js';
-import { decodeLatents, latentShape, repeatRows, type GeneratedImages } from './common.js';
+import { decodeLatents, latentShape, repeatRows, samplesToImages, type GeneratedImages } from './common.js';
 
 export interface TextToImageOptions extends RunControl {
   prompt: string;
@@ -49,20 +49,28 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   validateSampling(steps, guidance);
   if (!Number.isInteger(k) || k < 1) throw new InputError(`--num-images must be an integer >= 1, got ${k}`);
   const unet = ck.unet();
-  const vae = ck.vae();
+  // Pixel-space UNet2DModels (DDPM) have no VAE and no text: the "latents" are the image itself.
+  const pixel = !unet.conditional;
+  const factor = pixel ? 1 : ck.vae().scaleFactor;
   const scheduler = createScheduler(o.scheduler ?? 'ddim', ck.schedulerConfig());
-  const shape = latentShape(vae.scaleFactor, unet.config.inChannels, k, o.width ?? unet.config.sampleSize * vae.scaleFactor, o.height ?? unet.config.sampleSize * vae.scaleFactor);
+  const shape = latentShape(factor, unet.inChannels, k, o.width ?? unet.sampleSize * factor, o.height ?? unet.sampleSize * factor);
   let latents = initialLatents(shape, o.latents, o.noise);
 
   report(o, 'encode', 0, 1);
-  const cfg = doClassifierFreeGuidance(guidance);
-  const te = ck.textEncoder();
-  const prompts = cfg ? [o.negativePrompt ?? '', o.prompt] : [o.prompt];
-  const emb = await te.encode(prompts, { clipSkip: o.clipSkip });
-  const [negEmb, posEmb] = cfg ? [rowsOf(emb.lastHiddenState, 0), rowsOf(emb.lastHiddenState, 1)] : [undefined, rowsOf(emb.lastHiddenState, 0)];
-  const context = cfg ? concatRows([repeatRows(negEmb!, k), repeatRows(posEmb!, k)]) : repeatRows(posEmb!, k);
+  const cfg = !pixel && doClassifierFreeGuidance(guidance);
+  let context: Tensor | undefined;
+  let truncated: readonly string[] = [];
+  if (!pixel) {
+    const prompts = cfg ? [o.negativePrompt ?? '', o.prompt] : [o.prompt];
+    const emb = await ck.textEncoder().encode(prompts, { clipSkip: o.clipSkip });
+    truncated = emb.truncated;
+    context = cfg ? concatRows([repeatRows(rows(emb.lastHiddenState, 0), k), repeatRows(rows(emb.lastHiddenState, 1), k)]) : repeatRows(rows(emb.lastHiddenState, 0), k);
+  } else if (o.controls?.length) {
+    throw new InputError('ControlNets need a text-conditioned model (Stable Diffusion), not a pixel-space UNet2DModel');
+  }
+  report(o, 'encode', 1, 1);
 
-  const controls = prepareControls(o.controls ?? [], shape[3]! * vae.scaleFactor, shape[2]! * vae.scaleFactor, vae.scaleFactor);
+  const controls = prepareControls(o.controls ?? [], shape[3]! * factor, shape[2]! * factor, factor);
   const control = controlNetVariant(controls);
   scheduler.setTimesteps(steps);
   const ts = scheduler.timesteps;
@@ -80,7 +88,8 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   }
   report(o, 'denoise', ts.length, ts.length);
   if (hasNonFinite(latents)) throw new InputError('sampling produced NaN or infinite latents (check the model weights and --guidance)');
-  return { latents, images: o.latentsOnly ? [] : await decodeLatents(vae, latents, o), truncatedPrompts: emb.truncated };
+  const images = o.latentsOnly ? [] : pixel ? samplesToImages(latents) : await decodeLatents(ck.vae(), latents, o);
+  return { latents, images, truncatedPrompts: truncated };
 }
 
 export function initialLatents(shape: readonly number[], given: Tensor | undefined, noise: NoiseSource | undefined): Tensor {
@@ -90,9 +99,4 @@ export function initialLatents(shape: readonly number[], given: Tensor | undefin
   }
   if (!noise) throw new InputError('no initial latents and no noise source (give --latents or --seed)');
   return { shape, data: noise.randn(shape) }; // init_noise_sigma is 1 for DDIM
-}
-
-function rowsOf(t: Tensor, i: number): Tensor {
-  const inner = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  return { shape: [1, ...t.shape.slice(1)], data: t.data.subarray(i * inner, (i + 1) * inner) };
 }

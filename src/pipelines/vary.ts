@@ -84,7 +84,9 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1;
   validateSampling(steps, guidance);
   if (!Number.isInteger(k) || k < 1) throw new InputError(`--num-images must be an integer >= 1, got ${k}`);
-  const unet = ck.unet(), vae = ck.vae();
+  const unet = ck.unet();
+  if (!unet.conditional) throw new InputError('image-prompt methods need a text-conditioned model (Stable Diffusion); this is a pixel-space UNet2DModel (use `inject` or `edit`)');
+  const vae = ck.vae();
   const reference = referenceAtSize(o.reference, vae.scaleFactor, o.width, o.height, o.onWarning);
   const inversionPrompt = o.inversionPrompt ?? o.prompt;
 

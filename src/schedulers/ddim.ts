@@ -250,7 +250,7 @@ function npArange(start: number, stop: number, step: number): number[] {
 }
 
 /** State and arithmetic shared by the forward and inverse schedulers. */
-abstract class DdimBase {
+export abstract class DdimBase {
   readonly config: DdimConfig;
   readonly betas: Float32Array;
   readonly alphas: Float32Array;

@@ -74,21 +74,23 @@ export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { see
 }
 
 export function registerGenerateCommands(program: Command, globals: () => GlobalOptions): void {
-  addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance').requiredOption('--prompt <text>', 'the prompt'), { steps: 50, guidance: 7.5 })
+  addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)').option('--prompt <text>', 'the prompt (required for text-conditioned models)'), { steps: 50, guidance: 7.5 })
     .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
-    .action(async (o: SamplingFlags & { prompt: string; clipSkip?: number }) => {
+    .action(async (o: SamplingFlags & { prompt?: string; clipSkip?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals());
+      if (ck.isPixelSpace() && o.prompt !== undefined) progress.warn('this is an unconditional pixel-space model: --prompt is ignored');
+      if (!ck.isPixelSpace() && o.prompt === undefined) throw new InputError('--prompt is required for text-conditioned models');
       const { seed: s, noise } = noiseFor(o);
       const r = await textToImage(ck, {
-        prompt: o.prompt, negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
+        prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
         clipSkip: o.clipSkip, controls: await controlsFrom(o), onProgress: progress.onProgress,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
-        prompt: o.prompt, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
+        prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
         scheduler: o.scheduler, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
       });
       progress.done();
