@@ -10,6 +10,7 @@ import { choice, int } from './parse.js';
 import { registerEncoderCommands } from './commands/encoders.js';
 import { registerGenerateCommands } from './commands/generate.js';
 import { registerVaryCommand } from './commands/vary.js';
+import { registerHSpaceCommands } from './commands/hspace.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -44,6 +45,7 @@ program.hook('preAction', (_root, cmd) => {
 registerEncoderCommands(program, globals);
 registerGenerateCommands(program, globals);
 registerVaryCommand(program, globals);
+registerHSpaceCommands(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
 }

@@ -50,6 +50,27 @@ export const relu = (x: Value): Value => unary('Relu', x);
 export const tanh = (x: Value): Value => unary('Tanh', x);
 export const abs = (x: Value): Value => unary('Abs', x);
 export const identity = (x: Value): Value => unary('Identity', x);
+export const acos = (x: Value): Value => unary('Acos', x);
+
+/** c - x for a constant c. */
+export function rsub(c: number, x: Value): Value {
+  return x.graph.node('Sub', [scalar(x, c), x], [{ shape: x.shape, dtype: x.dtype }])[0]!;
+}
+
+/** cond ? a : b with broadcasting (cond is bool). */
+export function where(cond: Value, a: Value, b: Value): Value {
+  const shape = broadcast(broadcast(cond.shape, a.shape, 'Where'), b.shape, 'Where');
+  return a.graph.node('Where', [cond, a, b], [{ shape, dtype: a.dtype }])[0]!;
+}
+
+export function greater(a: Value, b: Value | number): Value {
+  const bv = typeof b === 'number' ? scalar(a, b) : b;
+  return a.graph.node('Greater', [a, bv], [{ shape: broadcast(a.shape, bv.shape, 'Greater'), dtype: 'bool' }])[0]!;
+}
+
+export function clip(x: Value, min: number, max: number): Value {
+  return x.graph.node('Clip', [x, scalar(x, min), scalar(x, max)], [{ shape: x.shape, dtype: x.dtype }])[0]!;
+}
 
 export function softmax(x: Value, axis = -1): Value {
   return unary('Softmax', x, { axis });

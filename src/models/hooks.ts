@@ -24,8 +24,8 @@ export interface AttentionCall {
 export interface UNetHooks {
   /** Replace an attention layer's core (before to_out). Return undefined to keep the plain one. */
   attention?(call: AttentionCall): Value | undefined;
-  /** The mid-block output (h-space); return the value the up blocks should see. */
-  midBlock?(h: Value): Value;
+  /** The mid-block output (h-space) and the time embedding; return the value the up blocks should see. */
+  midBlock?(h: Value, temb: Value): Value;
   /** Each skip connection as the up blocks will consume it (index in diffusers' down_block_res_samples order). */
   skip?(index: number, s: Value): Value;
   /** Named intermediates (diffusers module paths), for tests and for methods that read them. */

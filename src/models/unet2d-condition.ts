@@ -169,7 +169,7 @@ export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet
 
   if (cfg.midBlockType) {
     x = tap('mid_block', unetMidBlock(x, temb, ctx, vb.pp('mid_block'), cfg, hooks));
-    if (hooks?.midBlock) x = hooks.midBlock(x);
+    if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
   }
 
   const reversedChannels = [...cfg.blockOutChannels].reverse();

@@ -116,7 +116,7 @@ export function unet2DModel(sample: Value, timestep: Value, vb: WeightsView, cfg
     return resnetBlock2D(h, temb, vb.pp('mid_block.resnets.1'), res(c, c, cfg.midBlockScaleFactor));
   });
   tap('mid_block', x);
-  if (hooks?.midBlock) x = hooks.midBlock(x);
+  if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
 
   const reversed = [...cfg.blockOutChannels].reverse();
   for (let i = 0; i < n; i++) {

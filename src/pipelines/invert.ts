@@ -4,6 +4,7 @@
  * InDetail-IP, RIVAL and InjectFusion do).
  */
 import type { Checkpoint } from '../components/checkpoint.js';
+import type { UNetVariant } from '../components/unet.js';
 import type { RGBImage } from '../io/image.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { createInverseScheduler } from '../schedulers/index.js';
@@ -14,6 +15,8 @@ import { validateSampling } from './text-to-image.js';
 export interface InversionOptions extends RunControl {
   prompt: string;
   steps?: number;
+  /** Keep the h-space (mid-block output) of every UNet call, keyed by timestep (InjectFusion's content). */
+  captureHSpace?: boolean;
   /** Output size (the image is resized when it differs); defaults to the image's size floored to the VAE factor. */
   width?: number;
   height?: number;
@@ -25,6 +28,8 @@ export interface Inversion {
   /** The timesteps visited (ascending). */
   readonly timesteps: number[];
   readonly noisePreds: Tensor[];
+  /** h-space per timestep of the inversion's UNet calls (with captureHSpace). */
+  readonly hSpace: Map<number, Tensor>;
   /** Undefined for unconditional (pixel-space) models. */
   readonly promptEmbeds: Tensor | undefined;
 }
@@ -48,15 +53,18 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   const unet = ck.unet();
   const chain: Tensor[] = [z0];
   const noisePreds: Tensor[] = [];
+  const hSpace = new Map<number, Tensor>();
+  const tapMid: UNetVariant | undefined = o.captureHSpace ? { key: 'tap-mid-block', hooks: () => ({}), outputs: ['mid_block'] } : undefined;
   let z = z0;
   for (let i = 0; i < inv.timesteps.length; i++) {
     const t = inv.timesteps[i]!;
     report(o, 'invert', i, inv.timesteps.length);
-    const { noisePred } = await unet.run({ sample: z, timestep: t, encoderHiddenStates: emb });
+    const { noisePred, extra } = await unet.run({ sample: z, timestep: t, encoderHiddenStates: emb, variant: tapMid });
     noisePreds.push(noisePred);
+    if (extra.mid_block) hSpace.set(t, extra.mid_block);
     z = { shape: z.shape, data: inv.step(noisePred.data, t, z.data).prevSample };
     chain.push(z);
   }
   report(o, 'invert', inv.timesteps.length, inv.timesteps.length);
-  return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb };
+  return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb, hSpace };
 }

@@ -413,6 +413,41 @@ export class DDIMScheduler extends DdimBase {
     const prevSample = ddimUpdate(predOriginalSample, predEpsilon, alphaProdTPrev, { stdDevT, noise });
     return { prevSample, predOriginalSample };
   }
+
+  /**
+   * The asymmetric reverse step of Asyrp / InjectFusion: the predicted x0 (P_t) from the edited
+   * prediction, the direction to x_t (D_t) from the plain one, D_t scaled by `dtLambda`. With
+   * edited == plain and dtLambda 1 it is exactly `step`.
+   */
+  asymmetricStep(plain: Float32Array, edited: Float32Array, t: number, sample: Float32Array, opts: DdimStepOptions & { dtLambda?: number } = {}): DdimStepResult {
+    const prevT = this.prevTimestep(t);
+    const alphaProdT = this.cumprodAt(t);
+    const alphaProdTPrev = this.alphaProd(prevT);
+    const { predOriginalSample } = this.predict(edited, sample, alphaProdT);
+    let { predEpsilon } = this.predict(plain, sample, alphaProdT);
+    const dt = opts.dtLambda ?? 1;
+    if (dt !== 1) predEpsilon = predEpsilon.map((v) => f(v * f(dt)));
+    const eta = opts.eta ?? 0;
+    let stdDevT = 0;
+    let noise: Float32Array | undefined;
+    if (eta > 0) {
+      stdDevT = f(f(eta) * sqrtF(ddimVariance(alphaProdT, alphaProdTPrev)));
+      if (opts.noise === undefined) throw new InputError('a DDIM step with eta > 0 needs variance noise (a tensor or a noise source)');
+      noise = opts.noise instanceof Float32Array ? opts.noise : opts.noise.randn([sample.length]);
+    }
+    return { prevSample: ddimUpdate(predOriginalSample, predEpsilon, alphaProdTPrev, { stdDevT, noise }), predOriginalSample };
+  }
+
+  /** The predicted x0 and epsilon of a model output at t (with the configured clipping). */
+  predictAt(modelOutput: Float32Array, t: number, sample: Float32Array): { predOriginalSample: Float32Array; predEpsilon: Float32Array } {
+    return this.predict(modelOutput, sample, this.cumprodAt(t));
+  }
+
+  /** sqrt(alpha_prod_t) and sqrt(1 - alpha_prod_t), for calibrations written in terms of them. */
+  sqrtAlphaProd(t: number): { a: number; b: number } {
+    const a = this.cumprodAt(t);
+    return { a: sqrtF(a), b: sqrtF(f(1 - a)) };
+  }
 }
 
 /** diffusers' DDIMInverseScheduler: steps from t - T // N up to t (x_t -> x_{t+ratio} in inversion). */
