@@ -37,6 +37,9 @@ export interface Node {
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
   readonly attrs: Readonly<Record<string, AttrValue>>;
+  /** The same inputs and outputs as Values (null for an omitted optional input), for graph transforms such as autodiff. */
+  readonly inputValues: readonly (Value | null)[];
+  readonly outputValues: readonly Value[];
 }
 
 export interface Initializer {
@@ -76,6 +79,11 @@ export class Graph {
     return v;
   }
 
+  /** The constant data behind a value, if it is an initializer (weights, constants). */
+  constantData(v: Value): ConstData | undefined {
+    return this.initializers.get(v.name)?.data;
+  }
+
   /** A named weight (float32). The same name returns the same value, so shared weights are stored once. */
   weight(name: string, t: Tensor): Value {
     const existing = this.initializers.get(name);
@@ -101,7 +109,7 @@ export class Graph {
   /** Append one node; the caller states the output shapes (ops.ts infers them). */
   node(op: string, inputs: readonly (Value | null)[], outs: readonly { shape: readonly number[]; dtype: DType }[], attrs: Record<string, AttrValue> = {}, domain = ''): Value[] {
     const outputs = outs.map((o) => new Value(this, this.fresh(op), o.shape, o.dtype));
-    this.nodes.push({ op, domain, inputs: inputs.map((v) => (v === null ? '' : v.name)), outputs: outputs.map((v) => v.name), attrs });
+    this.nodes.push({ op, domain, inputs: inputs.map((v) => (v === null ? '' : v.name)), outputs: outputs.map((v) => v.name), attrs, inputValues: inputs, outputValues: outputs });
     return outputs;
   }
 }
