@@ -113,4 +113,5 @@ test('gradients of a whole block: attention with a softmax over scaled scores', 
     const q = op.matmul(x!, w(g, [8, 8], 7)), k = op.matmul(x!, w(g, [8, 8], 8)), v = op.matmul(x!, w(g, [8, 8], 9));
     return nn.mergeHeads(nn.attentionCore(nn.splitHeads(q, 2), nn.splitHeads(k, 2), nn.splitHeads(v, 2), 0.5));
   });
+  await check('fused-attention', [[1, 4, 8], [1, 6, 8], [1, 6, 8]], ([q, k, v]) => nn.fusedAttention(q!, k!, v!, 2, 0.4));
 });

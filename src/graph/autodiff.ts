@@ -251,6 +251,22 @@ const RULES: Record<string, Rule> = {
     }
     return out;
   },
+  MultiHeadAttention: ({ node, x, g, need }) => {
+    // Recompute the attention probabilities (the forward kept none), then the standard softmax-attention backward.
+    const heads = node.attrs.num_heads as number;
+    const scale = attrFloat(node, 'scale', (x[0]!.dim(2) / heads) ** -0.5);
+    const split = (v: Value): Value => { const [b, n, c] = v.shape as [number, number, number]; return op.transpose(op.reshape(v, [b, n, heads, c / heads]), [0, 2, 1, 3]); };
+    const merge = (v: Value): Value => { const [b, h, n, d] = v.shape as [number, number, number, number]; return op.reshape(op.transpose(v, [0, 2, 1, 3]), [b, n, h * d]); };
+    const q = split(x[0]!), k = split(x[1]!), v = split(x[2]!), gh = split(g);
+    const p = op.softmax(op.mul(op.matmul(q, lastTwo(k)), scale), -1);
+    const dp = op.matmul(gh, lastTwo(v));
+    const ds = op.mul(op.mul(p, op.sub(dp, op.reduceSum(op.mul(dp, p), [-1]))), scale);
+    return [
+      need[0] ? merge(op.matmul(ds, k)) : null,
+      need[1] ? merge(op.matmul(lastTwo(ds), q)) : null,
+      need[2] ? merge(op.matmul(lastTwo(p), gh)) : null,
+    ];
+  },
   Pad: ({ node, x, g }) => {
     const gr = g.graph;
     const pads = constInts(gr, node.inputValues[1] ?? null);

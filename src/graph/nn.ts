@@ -101,6 +101,15 @@ export function mergeHeads(x: Value): Value {
   return op.reshape(op.transpose(x, [0, 2, 1, 3]), [b, n, h * d]);
 }
 
+/**
+ * softmax(scale Q K^T) V per head on [B, N, H*D] projections, as ONNX Runtime's fused MultiHeadAttention
+ * (com.microsoft): the [B, H, Nq, Nk] score tensor is never materialised (1 GiB per call at 512x512
+ * in SD's first decoder level). Its gradient rule recomputes the scores (autodiff.ts).
+ */
+export function fusedAttention(q: Value, k: Value, v: Value, heads: number, scale: number): Value {
+  return q.graph.node('MultiHeadAttention', [q, k, v], [{ shape: [q.dim(0), q.dim(1), v.dim(2)], dtype: q.dtype }], { num_heads: heads, scale: { float: scale } }, 'com.microsoft')[0]!;
+}
+
 /** softmax(scale * Q K^T + bias) V per head; q/k/v are [B, H, N, D], result [B, H, Nq, D]. */
 export function attentionCore(q: Value, k: Value, v: Value, scale: number, bias?: Value): Value {
   let scores = op.mul(op.matmul(q, op.transpose(k, [0, 1, 3, 2])), scale);

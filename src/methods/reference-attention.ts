@@ -97,10 +97,12 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
         qs = adainTokens(qs, pick(q, ref));
         ks = adainTokens(ks, kr);
       }
+      // Own attention through the same fused kernel as plain attention (so weights (0, 1, 0) are the plain model
+      // bit for bit); the reference attention and both log-sum-exps explicitly.
       const Q = splitHeads(qs, heads);
       const scores = (kk: Value): Value => op.mul(op.matmul(Q, op.transpose(splitHeads(kk, heads), [0, 1, 3, 2])), scale);
       const sOwn = scores(ks), sRef = scores(kr);
-      const aOwn = op.matmul(op.softmax(sOwn, -1), splitHeads(vs, heads));
+      const aOwn = splitHeads(call.plain(qs, ks, vs), heads);
       const aRef = op.matmul(op.softmax(sRef, -1), splitHeads(vr, heads));
       const d = shift ? op.add(op.sub(op.reduceLogSumExp(sRef, [-1]), op.reduceLogSumExp(sOwn, [-1])), shift) : op.sub(op.reduceLogSumExp(sRef, [-1]), op.reduceLogSumExp(sOwn, [-1]));
       const wRef = op.add(fixedRef, op.mul(soft, op.sigmoid(d)));

@@ -4,7 +4,7 @@
  */
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
-import { attentionCore, groupNorm, linear, mergeHeads, splitHeads } from '../graph/nn.js';
+import { attentionCore, fusedAttention, groupNorm, linear, mergeHeads, splitHeads } from '../graph/nn.js';
 import * as op from '../graph/ops.js';
 import type { AttentionCall, UNetHooks } from './hooks.js';
 
@@ -20,6 +20,11 @@ export interface AttentionSpec {
 }
 
 export function plainAttention(q: Value, k: Value, v: Value, heads: number, scale: number): Value {
+  return fusedAttention(q, k, v, heads, scale);
+}
+
+/** The same attention with explicit matmuls and softmax (reference implementation, tests). */
+export function explicitAttention(q: Value, k: Value, v: Value, heads: number, scale: number): Value {
   return mergeHeads(attentionCore(splitHeads(q, heads), splitHeads(k, heads), splitHeads(v, heads), scale));
 }
 
