@@ -39,7 +39,7 @@ const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet 
 program.hook('preAction', (_root, cmd) => {
   const o = program.opts<GlobalOptions>();
   quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
-  configureEngine({ device: o.device, threads: o.threads });
+  configureEngine({ device: o.device, threads: o.threads, lowMemory: true });
 });
 
 registerEncoderCommands(program, globals);

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../errors.js';
+import { releaseSessions } from '../graph/session.js';
 import { CLIPImageProcessor } from '../io/clip-image-processor.js';
 import { CLIPTokenizer } from '../io/clip-tokenizer.js';
 import { Config, type Json } from '../io/config.js';
@@ -82,6 +83,11 @@ export class Checkpoint {
     const s = this.resolve(name);
     if (!s || typeof s === 'string') throw new FileFormatError(path.join(this.path, name), `model has no ${name} component`);
     return s;
+  }
+
+  /** Free the compiled sessions of one component (each holds a copy of its weights); they rebuild on next use. */
+  async release(component: ComponentName): Promise<void> {
+    await releaseSessions((k) => k.includes(`${this.path}#${component}:`) || k.endsWith(`${this.path}#${component}`));
   }
 
   /** A pixel-space unconditional model (UNet2DModel, no VAE, no text encoder). */

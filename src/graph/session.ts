@@ -15,20 +15,26 @@ export interface EngineOptions {
   device?: Device;
   /** Threads for one operator (ORT intra-op); default: ORT's choice (all cores). */
   threads?: number;
+  /** Release each model's sessions when a pipeline phase no longer needs them (the CLI's default). */
+  lowMemory?: boolean;
 }
 
 let engineOptions: EngineOptions = { device: 'cpu' };
 
 export function configureEngine(opts: EngineOptions): void {
   if (opts.device && !['cpu', 'webgpu', 'cuda'].includes(opts.device)) throw new InputError(`unknown device ${JSON.stringify(opts.device)} (expected cpu, webgpu or cuda)`);
+  const structural = opts.device !== engineOptions.device || opts.threads !== engineOptions.threads;
   engineOptions = { ...engineOptions, ...opts };
-  cache.clear();
+  if (structural) cache.clear();
 }
 
 /** A graph input's value: float32 data, or int64 given as plain numbers. */
 export type Feed = Tensor | { readonly int64: readonly number[]; readonly shape: readonly number[] };
 
 export class CompiledGraph {
+  /** Free the session (its copy of the weights); later calls to `run` fail. */
+  async release(): Promise<void> { await this.session.release(); }
+
   constructor(
     private readonly session: ort.InferenceSession,
     readonly inputNames: readonly string[],
@@ -86,7 +92,25 @@ async function createSession(g: Graph): Promise<CompiledGraph> {
   return new CompiledGraph(session, g.inputs.map((v) => v.name), g.outputs.map((o) => o.name), new Map(g.inputs.map((v) => [v.name, v.shape])));
 }
 
+/**
+ * Release cached sessions whose key starts with `prefix` (all with ''). Each session holds its own copy
+ * of its weights, so pipelines release what they no longer need when memory matters.
+ */
+export async function releaseSessions(match: string | ((key: string) => boolean) = ''): Promise<number> {
+  const keys = [...cache.keys()].filter((k) => (typeof match === 'string' ? k.startsWith(match) : match(k)));
+  for (const k of keys) {
+    const p = cache.get(k)!;
+    cache.delete(k);
+    try { await (await p).release(); } catch { /* a failed build holds nothing */ }
+  }
+  return keys.length;
+}
+
+/** Whether pipelines should release sessions as soon as a phase is done (peak memory over reuse). */
+export function lowMemory(): boolean { return engineOptions.lowMemory === true; }
+
 /** Build, compile (uncached) and run a graph once: for tests and one-off computations. */
 export async function runOnce(g: Graph, feeds: Parameters<CompiledGraph['run']>[0]): Promise<Record<string, Tensor>> {
-  return (await createSession(g)).run(feeds);
+  const s = await createSession(g);
+  try { return await s.run(feeds); } finally { await s.release(); }
 }

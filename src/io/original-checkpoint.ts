@@ -565,10 +565,8 @@ class RowReader {
   }
 }
 
-/** One component of an original-layout file under diffusers names. Reads are lazy and kept, as SafetensorsSource's. */
+/** One component of an original-layout file under diffusers names. Reads are lazy and not kept, as SafetensorsSource's. */
 export class OriginalLayoutSource implements TensorSource {
-  private readonly cache = new Map<string, Tensor>();
-
   constructor(readonly origin: string, private readonly file: SafetensorsFile, private readonly entries: ReadonlyMap<string, Entry>, private readonly rowReader: RowReader) {}
 
   keys(): Iterable<string> { return this.entries.keys(); }
@@ -579,14 +577,9 @@ export class OriginalLayoutSource implements TensorSource {
   storedName(key: string): string { return this.entry(key).stored; }
 
   read(key: string): Tensor {
-    let t = this.cache.get(key);
-    if (!t) {
-      const e = this.entry(key);
-      const data = e.rows ? this.rowReader.read(this.file.info(e.stored), e.rows[0], e.rows[1]) : this.file.readFloat32(e.stored).data;
-      t = { shape: [...e.shape], data };
-      this.cache.set(key, t);
-    }
-    return t;
+    const e = this.entry(key);
+    const data = e.rows ? this.rowReader.read(this.file.info(e.stored), e.rows[0], e.rows[1]) : this.file.readFloat32(e.stored).data;
+    return { shape: [...e.shape], data };
   }
 
   private entry(key: string): Entry {

@@ -1,5 +1,7 @@
 /** Pieces every pipeline shares: latent shapes, row repetition, decoding to 8-bit images. */
 import type { VAE } from '../components/vae.js';
+import type { Checkpoint, ComponentName } from '../components/checkpoint.js';
+import { lowMemory } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { RGBImage } from '../io/image.js';
 import { numpyToPil, VaeImageProcessor } from '../io/vae-image-processor.js';
@@ -47,4 +49,10 @@ export async function decodeLatents(vae: VAE, latents: Tensor, ctl?: RunControl)
 export function samplesToImages(samples: Tensor): RGBImage[] {
   if (hasNonFinite(samples)) throw new InputError('sampling produced NaN or infinite pixels');
   return numpyToPil(new VaeImageProcessor({ vae_scale_factor: 1 }).postprocessNp(samples));
+}
+
+/** A pipeline phase no longer needs these components: in low-memory mode free their sessions now. */
+export async function phaseDone(ck: Checkpoint, ...components: ComponentName[]): Promise<void> {
+  if (!lowMemory()) return;
+  for (const c of components) await ck.release(c);
 }

@@ -10,6 +10,7 @@ import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { createInverseScheduler } from '../schedulers/index.js';
 import type { Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
+import { phaseDone } from './common.js';
 import { validateSampling } from './text-to-image.js';
 
 export interface InversionOptions extends RunControl {
@@ -48,6 +49,7 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   report(o, 'encode', 0, 1);
   const z0 = 'data' in image && image.data instanceof Float32Array ? image as Tensor : await imageToLatents(ck, image as RGBImage, o);
   const emb = ck.isPixelSpace() ? undefined : (await ck.textEncoder().encode([o.prompt])).lastHiddenState;
+  await phaseDone(ck, 'text_encoder', 'vae');
   const inv = createInverseScheduler(ck.schedulerConfig());
   inv.setTimesteps(steps);
   const unet = ck.unet();
@@ -66,5 +68,6 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
     chain.push(z);
   }
   report(o, 'invert', inv.timesteps.length, inv.timesteps.length);
+  await phaseDone(ck, 'unet');
   return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb, hSpace };
 }

@@ -13,7 +13,7 @@ import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { doClassifierFreeGuidance, guide } from './guidance.js';
 import { report, type RunControl } from './progress.js';
-import { decodeLatents, latentShape, repeatRows, samplesToImages, type GeneratedImages } from './common.js';
+import { decodeLatents, latentShape, phaseDone, repeatRows, samplesToImages, type GeneratedImages } from './common.js';
 
 export interface TextToImageOptions extends RunControl {
   prompt: string;
@@ -69,6 +69,7 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     throw new InputError('ControlNets need a text-conditioned model (Stable Diffusion), not a pixel-space UNet2DModel');
   }
   report(o, 'encode', 1, 1);
+  await phaseDone(ck, 'text_encoder');
 
   const controls = prepareControls(o.controls ?? [], shape[3]! * factor, shape[2]! * factor, factor);
   const control = controlNetVariant(controls);
@@ -87,6 +88,7 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     o.onStepEnd?.(i, t, latents);
   }
   report(o, 'denoise', ts.length, ts.length);
+  await phaseDone(ck, 'unet');
   if (hasNonFinite(latents)) throw new InputError('sampling produced NaN or infinite latents (check the model weights and --guidance)');
   const images = o.latentsOnly ? [] : pixel ? samplesToImages(latents) : await decodeLatents(ck.vae(), latents, o);
   return { latents, images, truncatedPrompts: truncated };

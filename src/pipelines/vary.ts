@@ -21,7 +21,7 @@ import { layoutKey, referenceAttentionHooks, weightFeeds, type ReferenceLayout, 
 import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
-import { decodeLatents, latentShape, type GeneratedImages } from './common.js';
+import { decodeLatents, latentShape, phaseDone, type GeneratedImages } from './common.js';
 import { classifierFreeGuidance, doClassifierFreeGuidance } from './guidance.js';
 import { imageToLatents, invert, type Inversion } from './invert.js';
 import { report, type RunControl } from './progress.js';
@@ -105,6 +105,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const { rows: layout, referenceOf } = rowLayout(cfg, conflicting, k);
   const texts = [o.prompt, o.negativePrompt ?? '', inversionPrompt, ''];
   const emb = await ck.textEncoder().encode(texts);
+  await phaseDone(ck, 'text_encoder');
   const embOf = (r: Row): Tensor => rows(emb.lastHiddenState, r.kind === 'gen' ? (r.branch === 'cond' ? 0 : 1) : (r.branch === 'cond' ? 2 : 3));
   const context = concatRows(layout.map(embOf));
 
@@ -142,6 +143,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
     o.onStepEnd?.(i, t, latents);
   }
   report(o, 'denoise', ts.length, ts.length);
+  await phaseDone(ck, 'unet');
   if (hasNonFinite(latents)) throw new InputError('sampling produced NaN or infinite latents');
   const images = await decodeLatents(vae, latents, o);
   return { latents, images, truncatedPrompts: emb.truncated, inversion, rowsPerStep: layout.length };
