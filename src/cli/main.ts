@@ -11,6 +11,7 @@ import { registerEncoderCommands } from './commands/encoders.js';
 import { registerGenerateCommands } from './commands/generate.js';
 import { registerVaryCommand } from './commands/vary.js';
 import { registerHSpaceCommands } from './commands/hspace.js';
+import { registerTrainCommands } from './commands/train.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -46,6 +47,7 @@ registerEncoderCommands(program, globals);
 registerGenerateCommands(program, globals);
 registerVaryCommand(program, globals);
 registerHSpaceCommands(program, globals);
+registerTrainCommands(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
 }

@@ -83,6 +83,23 @@ export class SafetensorsFile {
     return { shape: [...t.shape], data: toFloat32(bytes, t.dtype, this.path, name) };
   }
 
+  /** Rows [start, start + count) along the first axis of a float tensor (positioned read of just those bytes). */
+  readRows(name: string, start: number, count: number): Tensor {
+    const t = this.info(name);
+    const rowElems = numel(t.shape.slice(1));
+    const rowBytes = rowElems * DTYPE_BYTES[t.dtype];
+    if (start < 0 || count < 0 || start + count > (t.shape[0] ?? 0)) throw new FileFormatError(this.path, `rows [${start}, ${start + count}) outside [0, ${t.shape[0]})`, name);
+    if (this.fd === undefined) throw new FileFormatError(this.path, 'file already closed', name);
+    const buf = Buffer.allocUnsafe(count * rowBytes);
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(this.fd, buf, done, buf.length - done, t.offset + start * rowBytes + done);
+      if (n === 0) throw new FileFormatError(this.path, 'file ended while reading rows', name);
+      done += n;
+    }
+    return { shape: [count, ...t.shape.slice(1)], data: toFloat32(buf, t.dtype, this.path, name) };
+  }
+
   /** Integer tensor as plain numbers (I64 must fit in a double's integer range). */
   readInts(name: string): { shape: number[]; data: number[] } {
     const t = this.info(name);
@@ -243,4 +260,45 @@ export function readAllFloat32(path: string): Record<string, Tensor> {
   } finally {
     f.close();
   }
+}
+
+/**
+ * A safetensors file written row block by row block: the header (all shapes, F32) is written first,
+ * then rows land at their offsets, so tensors larger than memory (embedding caches) can be produced.
+ */
+export class SafetensorsWriter {
+  private fd: number;
+  private readonly offsets = new Map<string, { offset: number; rowBytes: number; rows: number }>();
+
+  constructor(readonly path: string, entries: readonly { name: string; shape: readonly number[] }[], metadata?: Record<string, string>) {
+    const header: Record<string, unknown> = {};
+    if (metadata) header.__metadata__ = metadata;
+    let off = 0;
+    const layout: [string, number, number, number][] = [];
+    for (const e of entries) {
+      const bytes = numel(e.shape) * 4;
+      header[e.name] = { dtype: 'F32', shape: e.shape, data_offsets: [off, off + bytes] };
+      layout.push([e.name, off, bytes / Math.max(1, e.shape[0] ?? 1), e.shape[0] ?? 1]);
+      off += bytes;
+    }
+    let h = Buffer.from(JSON.stringify(header), 'utf8');
+    h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    this.fd = fs.openSync(path, 'w');
+    fs.writeSync(this.fd, len, 0, 8, 0);
+    fs.writeSync(this.fd, h, 0, h.length, 8);
+    fs.ftruncateSync(this.fd, 8 + h.length + off);
+    for (const [name, o, rowBytes, rows] of layout) this.offsets.set(name, { offset: 8 + h.length + o, rowBytes, rows });
+  }
+
+  writeRows(name: string, start: number, data: Float32Array): void {
+    const e = this.offsets.get(name);
+    if (!e) throw new Error(`SafetensorsWriter: no tensor ${name}`);
+    const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (start * e.rowBytes + b.length > e.rows * e.rowBytes) throw new Error(`SafetensorsWriter: rows past the end of ${name}`);
+    fs.writeSync(this.fd, b, 0, b.length, e.offset + start * e.rowBytes);
+  }
+
+  close(): void { fs.closeSync(this.fd); }
 }
