@@ -4,6 +4,8 @@
  * extra graph inputs; the plain model is the variant-free graph.
  */
 import { Graph } from '../graph/ir.js';
+import * as op from '../graph/ops.js';
+import { gradients } from '../graph/autodiff.js';
 import { compile, type Feed } from '../graph/session.js';
 import type { WeightsView } from '../io/weights.js';
 import type { UNetHooks } from '../models/hooks.js';
@@ -75,6 +77,32 @@ export class UNet {
     const { noise_pred: noisePred, ...extra } = r;
     return { noisePred: noisePred!, extra };
   }
+}
+
+/**
+ * Vector-Jacobian product of one UNet call: given the cotangent of the noise prediction, the gradient
+ * with respect to the sample and the text conditioning. The graph recomputes the forward pass inside
+ * (so a chain of calls keeps only its inputs: checkpointing per call).
+ */
+export async function unetVJP(unet: UNet, call: UNetCall, cotangent: Tensor): Promise<{ dSample: Tensor; dEncoderHiddenStates: Tensor | undefined }> {
+  const { sample, encoderHiddenStates: ehs } = call;
+  const b = sample.shape[0]!;
+  const ts = typeof call.timestep === 'number' ? Array<number>(b).fill(call.timestep) : call.timestep;
+  const session = await compile(`unet-vjp:${unet.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}`, () => {
+    const g = new Graph('unet_vjp');
+    const x = g.input('sample', sample.shape);
+    const t = g.input('timestep', [b]);
+    const c = ehs ? g.input('encoder_hidden_states', ehs.shape) : undefined;
+    const cot = g.input('cotangent', sample.shape);
+    const out = unet.arch.kind === 'conditional' ? unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c! }, unet.weights, unet.arch.unet) : unet2DModel(x, t, unet.weights, unet.arch.unet);
+    const loss = op.reduceSum(op.mul(out, cot), [0, 1, 2, 3], false);
+    const [dx, dc] = gradients(g, loss, c ? [x, c] : [x]);
+    g.output('d_sample', dx!);
+    if (dc) g.output('d_encoder_hidden_states', dc);
+    return g;
+  });
+  const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), cotangent });
+  return { dSample: r.d_sample!, dEncoderHiddenStates: r.d_encoder_hidden_states };
 }
 
 /** Several variants in one graph: attention from the first that rewrites it; skip/mid hooks chained. */

@@ -116,3 +116,34 @@ export function attentionCore(q: Value, k: Value, v: Value, scale: number, bias?
   if (bias) scores = op.add(scores, bias);
   return op.matmul(op.softmax(scores, -1), v);
 }
+
+/**
+ * Interpolation matrix of torch's bilinear resize along one axis (align_corners=False, no antialias):
+ * src = (dst + 0.5) * in/out - 0.5, clamped at 0; weights (1 - l, l) on floor(src) and the next index.
+ */
+function bilinearMatrix(inSize: number, outSize: number): Float32Array {
+  const m = new Float32Array(outSize * inSize);
+  const scale = inSize / outSize;
+  for (let o = 0; o < outSize; o++) {
+    const src = Math.max((o + 0.5) * scale - 0.5, 0);
+    const i0 = Math.min(Math.floor(src), inSize - 1);
+    const i1 = Math.min(i0 + 1, inSize - 1);
+    const l = src - i0;
+    m[o * inSize + i0] += 1 - l;
+    m[o * inSize + i1] += l;
+  }
+  return m;
+}
+
+/**
+ * F.interpolate(x, size=(oh, ow), mode='bilinear', align_corners=False) on NCHW, written as two matmuls
+ * with constant interpolation matrices: exactly linear, so its gradient is the MatMul rule.
+ */
+export function bilinearResize(x: Value, oh: number, ow: number): Value {
+  const g = x.graph;
+  const [n, c, h, w] = x.shape as [number, number, number, number];
+  const ah = op.constFloat(g, [oh, h], bilinearMatrix(h, oh), 'bilinear_h');
+  const awT = op.transpose(op.constFloat(g, [ow, w], bilinearMatrix(w, ow), 'bilinear_w'), [1, 0]);
+  const rows = op.matmul(ah, op.reshape(x, [n * c, h, w]));
+  return op.reshape(op.matmul(rows, awT), [n, c, oh, ow]);
+}
