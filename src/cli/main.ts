@@ -12,6 +12,7 @@ import { registerGenerateCommands } from './commands/generate.js';
 import { registerVaryCommand } from './commands/vary.js';
 import { registerHSpaceCommands } from './commands/hspace.js';
 import { registerTrainCommands } from './commands/train.js';
+import { registerFuseCommand } from './commands/fuse.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -48,6 +49,7 @@ registerGenerateCommands(program, globals);
 registerVaryCommand(program, globals);
 registerHSpaceCommands(program, globals);
 registerTrainCommands(program, globals);
+registerFuseCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
 }

@@ -2,7 +2,7 @@
 import cliProgress from 'cli-progress';
 import type { ProgressEvent } from '../pipelines/progress.js';
 
-const LABELS: Record<string, string> = { load: 'loading model', encode: 'encoding', denoise: 'denoising', invert: 'inverting', decode: 'decoding', reference: 'reference', embed: 'embedding', train: 'training' };
+const LABELS: Record<string, string> = { load: 'loading model', encode: 'encoding', denoise: 'denoising', invert: 'inverting', decode: 'decoding', reference: 'reference', embed: 'embedding', train: 'training', pno: 'PNO' };
 
 export class ProgressReporter {
   private bar: cliProgress.SingleBar | undefined;

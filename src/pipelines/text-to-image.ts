@@ -29,6 +29,8 @@ export interface TextToImageOptions extends RunControl {
   scheduler?: string;
   eta?: number;
   clipSkip?: number;
+  /** Conditioning given directly ([1, L, D] each) instead of encoding prompt / negativePrompt (fused embeddings, PNO). */
+  embeddings?: { cond: Tensor; uncond: Tensor };
   /** ControlNets with their condition images (at the output size) and scales. */
   controls?: readonly ControlInput[];
   /** Skip the VAE (output_type='latent'). */
@@ -60,7 +62,10 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   const cfg = !pixel && doClassifierFreeGuidance(guidance);
   let context: Tensor | undefined;
   let truncated: readonly string[] = [];
-  if (!pixel) {
+  if (!pixel && o.embeddings) {
+    const { cond, uncond } = o.embeddings;
+    context = cfg ? concatRows([repeatRows(uncond, k), repeatRows(cond, k)]) : repeatRows(cond, k);
+  } else if (!pixel) {
     const prompts = cfg ? [o.negativePrompt ?? '', o.prompt] : [o.prompt];
     const emb = await ck.textEncoder().encode(prompts, { clipSkip: o.clipSkip });
     truncated = emb.truncated;

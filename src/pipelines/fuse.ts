@@ -1,0 +1,112 @@
+/**
+ * Visual Concept Fusion generation: the reference image's CLIP tokens go through the trained aligner
+ * into the text-embedding space and are fused with the prompt's tokens; optionally Prompt-Noise
+ * Optimization first refines the fused conditioning and each image's initial noise for CLIP similarity
+ * to the reference (Adam on z_T and c through the whole sampling chain).
+ */
+import type { Checkpoint } from '../components/checkpoint.js';
+import type { ControlInput } from '../components/controlnet.js';
+import { InputError } from '../errors.js';
+import { Graph } from '../graph/ir.js';
+import { compile } from '../graph/session.js';
+import type { RGBImage } from '../io/image.js';
+import { readAllFloat32 } from '../io/safetensors.js';
+import { VaeImageProcessor } from '../io/vae-image-processor.js';
+import { clipPixels, type ImageFeatureTower } from '../methods/clip-guidance.js';
+import { ALIGNER_PARAMS, alignerForward, alignerInputs, alignerShapeOf, type AlignerParams } from '../methods/vcf/aligner.js';
+import { fuse, type Fusion } from '../methods/vcf/fusion.js';
+import { pnoLossAndGrads } from '../methods/vcf/pno.js';
+import type { NoiseSource } from '../noise/gaussian.js';
+import { Adam } from '../training/optimizers.js';
+import { concatRows, rows, type Tensor } from '../tensor.js';
+import { latentShape, type GeneratedImages } from './common.js';
+import { report, type RunControl } from './progress.js';
+import { initialLatents, textToImage } from './text-to-image.js';
+
+export interface FuseOptions extends RunControl {
+  aligner: string;
+  reference: RGBImage;
+  prompt: string;
+  negativePrompt?: string;
+  fusion?: Fusion;
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+  numImages?: number;
+  latents?: Tensor;
+  noise?: NoiseSource;
+  /** Prompt-Noise Optimization iterations (0: off). */
+  pnoSteps?: number;
+  pnoLr?: number;
+  /** CLIP image tower for PNO's loss (default: the checkpoint's image_encoder). */
+  tower?: ImageFeatureTower;
+  checkpointing?: boolean;
+  controls?: readonly ControlInput[];
+  onPnoLoss?: (image: number, iteration: number, loss: number) => void;
+}
+
+/** Aligned image tokens Yh = aligner(vision last hidden state) of the reference, [1, N, D]. */
+export async function alignedImageTokens(ck: Checkpoint, alignerFile: string, reference: RGBImage): Promise<Tensor> {
+  const te = ck.textEncoder(), ie = ck.imageEncoder();
+  const all = readAllFloat32(alignerFile);
+  const shape = alignerShapeOf(all, alignerFile, { dv: ie.config.hiddenSize, dt: te.config.hiddenSize });
+  const params = Object.fromEntries(ALIGNER_PARAMS.map((n) => [n, all[n]!])) as AlignerParams;
+  const tokens = (await ie.encode([reference])).lastHiddenState;
+  const session = await compile(`vcf-aligner:${shape.dv}-${shape.hidden}-${shape.dt}:${tokens.shape.join('x')}`, () => {
+    const g = new Graph('vcf_aligner');
+    g.output('yh', alignerForward(g.input('image_tokens', tokens.shape), alignerInputs(g, shape)));
+    return g;
+  });
+  return (await session.run({ image_tokens: tokens, ...Object.fromEntries(ALIGNER_PARAMS.map((n) => [`aligner.${n}`, params[n]])) })).yh!;
+}
+
+export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<GeneratedImages & { pnoLosses: number[][] }> {
+  const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1, pnoSteps = o.pnoSteps ?? 0;
+  if (!Number.isInteger(pnoSteps) || pnoSteps < 0) throw new InputError(`--pno-steps must be an integer >= 0, got ${pnoSteps}`);
+  const yh = await alignedImageTokens(ck, o.aligner, o.reference);
+  const emb = await ck.textEncoder().encode([o.prompt, o.negativePrompt ?? '']);
+  const fused = fuse(o.fusion ?? 'concat', rows(emb.lastHiddenState, 0), yh, rows(emb.lastHiddenState, 1));
+  const unet = ck.unet(), vae = ck.vae();
+  const shape = latentShape(vae.scaleFactor, unet.inChannels, k, o.width ?? unet.sampleSize * vae.scaleFactor, o.height ?? unet.sampleSize * vae.scaleFactor);
+  const noise = initialLatents(shape, o.latents, o.noise);
+  if (pnoSteps === 0) {
+    const r = await textToImage(ck, { prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: fused, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
+  }
+  if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
+  const tower = o.tower ?? (await import('../methods/clip-guidance.js')).towerOfImageEncoder(ck.imageEncoder());
+  // The reference's features, preprocessed exactly as generated images are (x in [-1, 1] -> clip pixels).
+  const refPixels = new VaeImageProcessor({ vae_scale_factor: 1, do_resize: false }).preprocess(o.reference);
+  const refSession = await compile(`pno-ref:${tower.id}:${refPixels.shape.join('x')}`, () => {
+    const g = new Graph('pno_reference');
+    g.output('features', tower.features(clipPixels(g.input('x', refPixels.shape), tower)));
+    return g;
+  });
+  const reference = (await refSession.run({ x: refPixels })).features!;
+  const latents: Tensor[] = [], conds: Tensor[] = [], losses: number[][] = [];
+  for (let i = 0; i < k; i++) {
+    const vars = { z: { shape: [1, ...shape.slice(1)], data: rows(noise, i).data.slice() }, c: { shape: fused.cond.shape, data: fused.cond.data.slice() } };
+    const adam = new Adam({ lr: o.pnoLr ?? 1e-2 });
+    const trace: number[] = [];
+    for (let it = 0; it < pnoSteps; it++) {
+      report(o, 'pno', i * pnoSteps + it, k * pnoSteps);
+      const r = await pnoLossAndGrads(ck, tower, { zT: vars.z, c: vars.c, u: fused.uncond, steps, guidance, reference }, { checkpointing: o.checkpointing });
+      trace.push(r.loss);
+      o.onPnoLoss?.(i, it, r.loss);
+      adam.step(vars, { z: r.gradZT, c: r.gradC });
+    }
+    losses.push(trace);
+    latents.push(vars.z);
+    conds.push(vars.c);
+  }
+  report(o, 'pno', k * pnoSteps, k * pnoSteps);
+  // Generate each image from its optimized noise and conditioning.
+  const images = [], finals = [];
+  for (let i = 0; i < k; i++) {
+    const r = await textToImage(ck, { prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    images.push(...r.images);
+    finals.push(r.latents);
+  }
+  return { latents: concatRows(finals), images, truncatedPrompts: emb.truncated, pnoLosses: losses };
+}
