@@ -7,7 +7,7 @@
 import { FileFormatError } from '../errors.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
-import { conv2d, groupNorm, linear, silu } from '../graph/nn.js';
+import { param, silu } from '../graph/nn.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { SafetensorsSource, WeightsView } from '../io/weights.js';
 
@@ -25,12 +25,35 @@ export function deltaBlockGroups(channels: number): number {
   return g;
 }
 
-export function deltaBlock(h: Value, temb: Value, vb: WeightsView, cfg: DeltaBlockConfig): Value {
+export const DELTA_PARAMS = ['conv_in.weight', 'conv_in.bias', 'temb_proj.weight', 'temb_proj.bias', 'norm.weight', 'norm.bias', 'conv_out.weight', 'conv_out.bias'] as const;
+export type DeltaParamName = (typeof DELTA_PARAMS)[number];
+
+export function deltaParamShapes(cfg: DeltaBlockConfig): Record<DeltaParamName, number[]> {
   const c = cfg.channels;
-  let x = conv2d(h, vb.pp('conv_in'), c, c, 1);
-  const t = linear(silu(temb), vb.pp('temb_proj'), cfg.tembChannels, c);
+  return {
+    'conv_in.weight': [c, c, 1, 1], 'conv_in.bias': [c], 'temb_proj.weight': [c, cfg.tembChannels], 'temb_proj.bias': [c],
+    'norm.weight': [c], 'norm.bias': [c], 'conv_out.weight': [c, c, 1, 1], 'conv_out.bias': [c],
+  };
+}
+
+/** dh from parameters given as graph values (constants for inference, inputs for training). */
+export function deltaBlockOf(h: Value, temb: Value, p: Record<DeltaParamName, Value>, cfg: DeltaBlockConfig): Value {
+  const c = cfg.channels;
+  let x = op.conv2d(h, p['conv_in.weight'], p['conv_in.bias']);
+  const t = op.add(op.matmul(silu(temb), op.transpose(p['temb_proj.weight'], [1, 0])), p['temb_proj.bias']);
   x = op.add(x, op.reshape(t, [t.dim(0), c, 1, 1]));
-  return conv2d(silu(groupNorm(x, vb.pp('norm'), cfg.groups, cfg.eps)), vb.pp('conv_out'), c, c, 1);
+  const [n] = x.shape as [number];
+  const g = x.graph;
+  const grouped = op.reshape(x, [n, cfg.groups, -1]);
+  const normed = op.reshape(op.instanceNormalization(grouped, op.constFloat(g, [cfg.groups], new Float32Array(cfg.groups).fill(1)), op.constFloat(g, [cfg.groups], new Float32Array(cfg.groups)), cfg.eps), x.shape);
+  const affine = op.add(op.mul(normed, op.reshape(p['norm.weight'], [c, 1, 1])), op.reshape(p['norm.bias'], [c, 1, 1]));
+  return op.conv2d(silu(affine), p['conv_out.weight'], p['conv_out.bias']);
+}
+
+export function deltaBlock(h: Value, temb: Value, vb: WeightsView, cfg: DeltaBlockConfig): Value {
+  const shapes = deltaParamShapes(cfg);
+  const p = Object.fromEntries(DELTA_PARAMS.map((n) => [n, param(h.graph, vb, n, shapes[n])])) as Record<DeltaParamName, Value>;
+  return deltaBlockOf(h, temb, p, cfg);
 }
 
 const OFFICIAL_NAMES: Record<string, string> = { conv1: 'conv_in', norm2: 'norm', conv2: 'conv_out' };
