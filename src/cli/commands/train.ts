@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { trainAligner } from '../../pipelines/train-aligner.js';
+import { trainAttribute } from '../../pipelines/train-attribute.js';
+import { CLIPModel } from '../../components/clip-model.js';
 import { float, int } from '../parse.js';
 import { ensureDir } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
@@ -40,5 +42,33 @@ export function registerTrainCommands(program: Command, globals: () => GlobalOpt
       });
       progress.done();
       if (!globals().quiet) process.stderr.write(`${last}\ntrained ${r.steps} step(s) on ${r.pairs} pairs (${r.missingImages} skipped, ${r.truncatedCaptions} captions truncated); wrote ${o.out}\n`);
+    });
+
+  program.command('train-attribute')
+    .description('train an Asyrp attribute network (DeltaBlock) for visprompt edit, with the directional CLIP loss + L1')
+    .requiredOption('--model <path>', 'Stable Diffusion checkpoint or pixel-space DDPM folder')
+    .requiredOption('--images <dir>', 'folder of training images')
+    .requiredOption('--source <text>', 'text describing the images (e.g. "a photo of a person")')
+    .requiredOption('--target <text>', 'text describing the edit (e.g. "a photo of a smiling person")')
+    .requiredOption('--clip <path>', 'CLIP model folder (transformers CLIPModel) for the directional loss')
+    .requiredOption('--out <delta.safetensors>', 'output attribute network (loads in visprompt edit)')
+    .option('--iterations <n>', 'passes over the images', int('--iterations', 1), 40)
+    .option('--lr <x>', 'Adam learning rate (Asyrp: 0.5)', float('--lr', 0), 0.5)
+    .option('--t-edit <t>', 'train on timesteps t >= T', int('--t-edit'), 500)
+    .option('--steps <n>', 'DDIM steps of the inversion', int('--steps', 1, 1000), 40)
+    .option('--visual-reference <generate|file>', 'fuse a visual direction: an image generated from --target ("generate") or an image file (seed 002)')
+    .option('--seed <s>', 'seed (initialisation, timestep sampling, generated reference)', int('--seed', 0), 0)
+    .action(async (o: { model: string; images: string; source: string; target: string; clip: string; out: string; iterations: number; lr: number; tEdit: number; steps: number; visualReference?: string; seed: number }) => {
+      const progress = new ProgressReporter(globals().quiet);
+      ensureDir(o.out);
+      const ck = openModel(o.model, globals());
+      let last = '';
+      const r = await trainAttribute(ck, {
+        images: o.images, source: o.source, target: o.target, clip: CLIPModel.open(o.clip), out: o.out, iterations: o.iterations, lr: o.lr, tEdit: o.tEdit,
+        steps: o.steps, visualReference: o.visualReference, seed: o.seed, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
+        onLoss: (i, l) => { last = `iteration ${i}: loss ${l.toFixed(4)}`; },
+      });
+      progress.done();
+      if (!globals().quiet) process.stderr.write(`${last}\ntrained on ${r.images} image(s); wrote ${o.out}\n`);
     });
 }
