@@ -35,15 +35,19 @@ function firstLine(e: unknown): string {
  * premultiplying), grey is replicated to R=G=B, embedded ICC profiles are not applied and EXIF orientation is not
  * applied (PIL does neither). Anything unreadable becomes a FileFormatError naming the file.
  */
-export async function readImageRGB(path: string): Promise<RGBImage> {
-  let bytes: Buffer;
+/** A file's bytes, or a FileFormatError naming it ('no such file', 'cannot read: EACCES'). */
+function readBytes(path: string): Buffer {
   try {
-    // Read the bytes ourselves: a clean error for a missing file, and no stale copy from sharp's file cache.
-    bytes = fs.readFileSync(path);
+    return fs.readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new FileFormatError(path, code === 'ENOENT' ? 'no such file' : `cannot read: ${code ?? firstLine(e)}`);
   }
+}
+
+export async function readImageRGB(path: string): Promise<RGBImage> {
+  // Read the bytes ourselves: a clean error for a missing file, and no stale copy from sharp's file cache.
+  const bytes = readBytes(path);
   if (bytes.length === 0) throw new FileFormatError(path, 'not an image (the file is empty)');
   let out: { data: Buffer; info: { width: number; height: number; channels: number } };
   let grey16 = false;
@@ -221,12 +225,6 @@ function inflate(b: Buffer, file: string, type: string): Buffer {
 
 /** Read the text chunks of a PNG file (see parsePNGText). */
 export function readPNGText(path: string): Record<string, string> {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FileFormatError(path, code === 'ENOENT' ? 'no such file' : `cannot read: ${code ?? firstLine(e)}`);
-  }
+  const bytes = readBytes(path);
   return parsePNGText(bytes, path);
 }

@@ -6,7 +6,7 @@
  */
 import { Config } from '../io/config.js';
 import type { WeightsView } from '../io/weights.js';
-import type { Graph, Value } from '../graph/ir.js';
+import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { activation, attentionCore, conv2d, layerNorm, linear, mergeHeads, param, splitHeads, type Activation } from '../graph/nn.js';
 

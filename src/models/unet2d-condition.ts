@@ -7,10 +7,10 @@ import { Config } from '../io/config.js';
 import { FileFormatError } from '../errors.js';
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
-import * as op from '../graph/ops.js';
 import { conv2d, groupNorm, silu } from '../graph/nn.js';
 import type { UNetHooks } from './hooks.js';
-import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
+import { resnetBlock2D } from './resnet.js';
+import { downBlocks, upBlocks, type SkeletonSpec } from './unet-skeleton.js';
 import { timestepEmbedding, timestepFeatures } from './embeddings.js';
 import { transformer2D } from './transformer-2d.js';
 
@@ -109,37 +109,28 @@ function transformerSpec(cfg: UNet2DConditionConfig, path: string, channels: num
   };
 }
 
+/** The skeleton's layers: ResnetBlock2D, then a Transformer2DModel in CrossAttn blocks. */
+function skeleton(temb: Value, ctx: Value, cfg: UNet2DConditionConfig, hooks?: UNetHooks): SkeletonSpec {
+  const n = cfg.downBlockTypes.length;
+  const layer = (cross: boolean, heads: number, layers: number) => (h: Value, outC: number, bv: WeightsView, path: string, j: number): Value => {
+    const r = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC));
+    return cross ? transformer2D(r, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, heads, layers), hooks) : r;
+  };
+  return {
+    blockOutChannels: cfg.blockOutChannels,
+    layersPerBlock: cfg.layersPerBlock,
+    downsamplePadding: cfg.downsamplePadding,
+    downLayer: (i, j, h, outC, bv, path) => layer(cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D', cfg.numAttentionHeads[i]!, cfg.transformerLayersPerBlock[i]!)(h, outC, bv, path, j),
+    upLayer: (i, j, h, outC, bv, path) => layer(cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D', cfg.numAttentionHeads[n - 1 - i]!, cfg.transformerLayersPerBlock[n - 1 - i]!)(h, outC, bv, path, j),
+  };
+}
+
 /**
  * The down blocks from `x` (conv_in output, plus a ControlNet's condition embedding there): returns the
  * last hidden state and every skip connection in diffusers' down_block_res_samples order (x first).
  */
 export function unetDownPath(x: Value, temb: Value, ctx: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): { h: Value; skips: Value[] } {
-  const g = x.graph;
-  const skips: Value[] = [x];
-  const n = cfg.downBlockTypes.length;
-  let h = x;
-  for (let i = 0; i < n; i++) {
-    const path = `down_blocks.${i}`;
-    const bv = vb.pp('down_blocks').pp(i);
-    const outC = cfg.blockOutChannels[i]!;
-    h = g.scope(path, () => {
-      let y = h;
-      for (let j = 0; j < cfg.layersPerBlock; j++) {
-        y = resnetBlock2D(y, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, y.dim(1), outC));
-        if (cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D') {
-          y = transformer2D(y, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, cfg.numAttentionHeads[i]!, cfg.transformerLayersPerBlock[i]!), hooks);
-        }
-        skips.push(y);
-      }
-      if (i < n - 1) {
-        y = downsample2D(y, bv.pp('downsamplers.0'), outC, cfg.downsamplePadding);
-        skips.push(y);
-      }
-      return y;
-    });
-    hooks?.tap?.(`${path}.output`, h);
-  }
-  return { h, skips };
+  return downBlocks(x, vb, skeleton(temb, ctx, cfg, hooks), hooks);
 }
 
 /** UNetMidBlock2DCrossAttn: resnet, transformer, resnet. */
@@ -154,49 +145,16 @@ export function unetMidBlock(x: Value, temb: Value, ctx: Value, vb: WeightsView,
 }
 
 export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
-  const g = inp.sample.graph;
   const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
   const ch0 = cfg.blockOutChannels[0]!;
   const temb = unetTimeEmbedding(inp.timestep, vb, cfg, hooks);
   const ctx = inp.encoderHiddenStates;
-  const n = cfg.downBlockTypes.length;
   const down = unetDownPath(conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 }), temb, ctx, vb, cfg, hooks);
   let x = down.h;
-  const consumed = down.skips.map((s, k) => {
-    tap(`down_block_res_samples.${k}`, s);
-    return hooks?.skip ? hooks.skip(k, s) : s;
-  });
-
   if (cfg.midBlockType) {
     x = tap('mid_block', unetMidBlock(x, temb, ctx, vb.pp('mid_block'), cfg, hooks));
     if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
   }
-
-  const reversedChannels = [...cfg.blockOutChannels].reverse();
-  const reversedHeads = [...cfg.numAttentionHeads].reverse();
-  const reversedLayers = [...cfg.transformerLayersPerBlock].reverse();
-  for (let i = 0; i < n; i++) {
-    const path = `up_blocks.${i}`;
-    const bv = vb.pp('up_blocks').pp(i);
-    const outC = reversedChannels[i]!;
-    x = g.scope(path, () => {
-      let h = x;
-      for (let j = 0; j <= cfg.layersPerBlock; j++) {
-        const res = consumed.pop();
-        if (!res) throw new Error('UNet: skip connections exhausted');
-        h = op.concat([h, res], 1);
-        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC));
-        if (cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D') {
-          h = transformer2D(h, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, reversedHeads[i]!, reversedLayers[i]!), hooks);
-        }
-      }
-      if (i < n - 1) {
-        const next = consumed[consumed.length - 1]!;
-        h = upsample2D(h, bv.pp('upsamplers.0'), outC, [next.dim(2), next.dim(3)]);
-      }
-      return h;
-    });
-    tap(`${path}.output`, x);
-  }
+  x = upBlocks(x, down.skips, vb, skeleton(temb, ctx, cfg, hooks), hooks);
   return conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
 }

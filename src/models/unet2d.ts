@@ -13,7 +13,8 @@ import { conv2d, groupNorm, silu } from '../graph/nn.js';
 import { spatialSelfAttention } from './attention.js';
 import { timestepEmbedding, timestepFeatures } from './embeddings.js';
 import type { UNetHooks } from './hooks.js';
-import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
+import { resnetBlock2D } from './resnet.js';
+import { downBlocks, upBlocks, type SkeletonSpec } from './unet-skeleton.js';
 
 export type PixelDownBlockType = 'DownBlock2D' | 'AttnDownBlock2D';
 export type PixelUpBlockType = 'UpBlock2D' | 'AttnUpBlock2D';
@@ -81,63 +82,28 @@ export function unet2DModel(sample: Value, timestep: Value, vb: WeightsView, cfg
   const res = (inC: number, outC: number, scale = 1) => ({ inChannels: inC, outChannels: outC, groups: cfg.normNumGroups, eps: cfg.normEps, tembChannels: tembDim, outputScaleFactor: scale });
   const attn = (h: Value, v: WeightsView, path: string): Value => spatialSelfAttention(h, v, { path, groups: cfg.attnNormNumGroups, eps: cfg.normEps, heads: cfg.attentionHeadDim ? h.dim(1) / cfg.attentionHeadDim : 1 }, hooks);
 
-  let x = cfg.centerInputSample ? op.sub(op.mul(sample, 2), 1) : sample;
-  x = conv2d(x, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 });
-  const skips: Value[] = [x];
-  const n = cfg.downBlockTypes.length;
-  for (let i = 0; i < n; i++) {
-    const path = `down_blocks.${i}`;
-    const bv = vb.pp('down_blocks').pp(i);
-    const outC = cfg.blockOutChannels[i]!;
-    x = g.scope(path, () => {
-      let h = x;
-      for (let j = 0; j < cfg.layersPerBlock; j++) {
-        h = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), res(h.dim(1), outC));
-        if (cfg.downBlockTypes[i] === 'AttnDownBlock2D') h = attn(h, bv.pp('attentions').pp(j), `${path}.attentions.${j}`);
-        skips.push(h);
-      }
-      if (i < n - 1) {
-        h = downsample2D(h, bv.pp('downsamplers.0'), outC, cfg.downsamplePadding);
-        skips.push(h);
-      }
-      return h;
-    });
-    tap(`${path}.output`, x);
-  }
-  const consumed = skips.map((s, k) => {
-    tap(`down_block_res_samples.${k}`, s);
-    return hooks?.skip ? hooks.skip(k, s) : s;
-  });
+  const layer = (withAttention: boolean) => (h: Value, outC: number, bv: WeightsView, path: string, j: number): Value => {
+    const r = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), res(h.dim(1), outC));
+    return withAttention ? attn(r, bv.pp('attentions').pp(j), `${path}.attentions.${j}`) : r;
+  };
+  const skeleton: SkeletonSpec = {
+    blockOutChannels: cfg.blockOutChannels,
+    layersPerBlock: cfg.layersPerBlock,
+    downsamplePadding: cfg.downsamplePadding,
+    downLayer: (i, j, h, outC, bv, path) => layer(cfg.downBlockTypes[i] === 'AttnDownBlock2D')(h, outC, bv, path, j),
+    upLayer: (i, j, h, outC, bv, path) => layer(cfg.upBlockTypes[i] === 'AttnUpBlock2D')(h, outC, bv, path, j),
+  };
 
-  const c = cfg.blockOutChannels[n - 1]!;
-  x = g.scope('mid_block', () => {
-    let h = resnetBlock2D(x, temb, vb.pp('mid_block.resnets.0'), res(c, c, cfg.midBlockScaleFactor));
+  const input = cfg.centerInputSample ? op.sub(op.mul(sample, 2), 1) : sample;
+  const down = downBlocks(conv2d(input, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 }), vb, skeleton, hooks);
+  const c = cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!;
+  let x = g.scope('mid_block', () => {
+    let h = resnetBlock2D(down.h, temb, vb.pp('mid_block.resnets.0'), res(c, c, cfg.midBlockScaleFactor));
     if (cfg.addAttention) h = attn(h, vb.pp('mid_block.attentions.0'), 'mid_block.attentions.0');
     return resnetBlock2D(h, temb, vb.pp('mid_block.resnets.1'), res(c, c, cfg.midBlockScaleFactor));
   });
   tap('mid_block', x);
   if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
-
-  const reversed = [...cfg.blockOutChannels].reverse();
-  for (let i = 0; i < n; i++) {
-    const path = `up_blocks.${i}`;
-    const bv = vb.pp('up_blocks').pp(i);
-    const outC = reversed[i]!;
-    x = g.scope(path, () => {
-      let h = x;
-      for (let j = 0; j <= cfg.layersPerBlock; j++) {
-        const skip = consumed.pop();
-        if (!skip) throw new Error('UNet2DModel: skip connections exhausted');
-        h = resnetBlock2D(op.concat([h, skip], 1), temb, bv.pp('resnets').pp(j), res(h.dim(1) + skip.dim(1), outC));
-        if (cfg.upBlockTypes[i] === 'AttnUpBlock2D') h = attn(h, bv.pp('attentions').pp(j), `${path}.attentions.${j}`);
-      }
-      if (i < n - 1) {
-        const next = consumed[consumed.length - 1]!;
-        h = upsample2D(h, bv.pp('upsamplers.0'), outC, [next.dim(2), next.dim(3)]);
-      }
-      return h;
-    });
-    tap(`${path}.output`, x);
-  }
+  x = upBlocks(x, down.skips, vb, skeleton, hooks);
   return conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
 }

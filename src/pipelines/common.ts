@@ -7,6 +7,21 @@ import type { RGBImage } from '../io/image.js';
 import { numpyToPil, VaeImageProcessor } from '../io/vae-image-processor.js';
 import { hasNonFinite, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
+import type { NoiseSource } from '../noise/gaussian.js';
+
+/** What every sampling pipeline takes: text, steps, guidance, size, count, initial noise. */
+export interface SamplingOptions extends RunControl {
+  prompt: string;
+  negativePrompt?: string;
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+  numImages?: number;
+  /** Initial latents [K, C, h, w] (diffusers' `latents=`); otherwise drawn from `noise`. */
+  latents?: Tensor;
+  noise?: NoiseSource;
+}
 
 export interface GeneratedImages {
   /** Final latents [K, C, h, w] (before the VAE). */

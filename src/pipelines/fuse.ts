@@ -16,26 +16,16 @@ import { clipPixels, type ImageFeatureTower } from '../methods/clip-guidance.js'
 import { ALIGNER_PARAMS, alignerForward, alignerInputs, alignerShapeOf, type AlignerParams } from '../methods/vcf/aligner.js';
 import { fuse, type Fusion } from '../methods/vcf/fusion.js';
 import { pnoLossAndGrads } from '../methods/vcf/pno.js';
-import type { NoiseSource } from '../noise/gaussian.js';
 import { Adam } from '../training/optimizers.js';
 import { concatRows, rows, type Tensor } from '../tensor.js';
-import { latentShape, type GeneratedImages } from './common.js';
-import { report, type RunControl } from './progress.js';
+import { latentShape, type GeneratedImages, type SamplingOptions } from './common.js';
+import { report } from './progress.js';
 import { initialLatents, textToImage } from './text-to-image.js';
 
-export interface FuseOptions extends RunControl {
+export interface FuseOptions extends SamplingOptions {
   aligner: string;
   reference: RGBImage;
-  prompt: string;
-  negativePrompt?: string;
   fusion?: Fusion;
-  steps?: number;
-  guidance?: number;
-  width?: number;
-  height?: number;
-  numImages?: number;
-  latents?: Tensor;
-  noise?: NoiseSource;
   /** Prompt-Noise Optimization iterations (0: off). */
   pnoSteps?: number;
   pnoLr?: number;

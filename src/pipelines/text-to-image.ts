@@ -12,20 +12,10 @@ import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { doClassifierFreeGuidance, guide } from './guidance.js';
-import { report, type RunControl } from './progress.js';
-import { decodeLatents, latentShape, phaseDone, repeatRows, samplesToImages, type GeneratedImages } from './common.js';
+import { report } from './progress.js';
+import { decodeLatents, latentShape, phaseDone, repeatRows, samplesToImages, type GeneratedImages, type SamplingOptions } from './common.js';
 
-export interface TextToImageOptions extends RunControl {
-  prompt: string;
-  negativePrompt?: string;
-  steps?: number;
-  guidance?: number;
-  width?: number;
-  height?: number;
-  numImages?: number;
-  /** Initial latents [K, C, h, w] (diffusers' `latents=`); otherwise drawn from `noise`. */
-  latents?: Tensor;
-  noise?: NoiseSource;
+export interface TextToImageOptions extends SamplingOptions {
   scheduler?: string;
   eta?: number;
   clipSkip?: number;
