@@ -16,16 +16,16 @@ export class ProgressReporter {
       this.bar?.stop();
       this.stage = e.stage;
       this.bar = new cliProgress.SingleBar({
-        format: `${(LABELS[e.stage] ?? e.stage).padEnd(12)} {bar} {value}/{total} | {duration_formatted} elapsed | eta {eta_formatted}`,
+        format: `${(LABELS[e.stage] ?? e.stage).padEnd(12)} {bar} {value}/{total} | {duration_formatted} elapsed | eta {eta_formatted}{detail}`,
         stream: process.stderr,
         hideCursor: true,
         noTTYOutput: true,
         notTTYSchedule: 2000,
       }, cliProgress.Presets.shades_classic);
-      this.bar.start(e.total, e.step);
+      this.bar.start(e.total, e.step, { detail: e.detail ? ` | ${e.detail}` : '' });
     } else {
       this.bar?.setTotal(e.total);
-      this.bar?.update(e.step);
+      this.bar?.update(e.step, { detail: e.detail ? ` | ${e.detail}` : '' });
     }
     if (e.step >= e.total) { this.bar?.stop(); this.bar = undefined; this.stage = ''; }
   };

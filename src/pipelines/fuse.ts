@@ -80,7 +80,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
     const adam = new Adam({ lr: o.pnoLr ?? 1e-2 });
     const trace: number[] = [];
     for (let it = 0; it < pnoSteps; it++) {
-      report(o, 'pno', i * pnoSteps + it, k * pnoSteps);
+      report(o, 'pno', i * pnoSteps + it, k * pnoSteps, trace.length ? `loss ${trace[trace.length - 1]!.toFixed(4)}` : undefined);
       const r = await pnoLossAndGrads(ck, tower, { zT: vars.z, c: vars.c, u: fused.uncond, steps, guidance, reference }, { checkpointing: o.checkpointing });
       trace.push(r.loss);
       o.onPnoLoss?.(i, it, r.loss);

@@ -4,6 +4,8 @@ export interface ProgressEvent {
   readonly stage: string;
   readonly step: number;
   readonly total: number;
+  /** A short status shown beside the bar (e.g. the current loss). */
+  readonly detail?: string;
 }
 
 export interface RunControl {
@@ -11,7 +13,7 @@ export interface RunControl {
   signal?: AbortSignal;
 }
 
-export function report(ctl: RunControl | undefined, stage: string, step: number, total: number): void {
+export function report(ctl: RunControl | undefined, stage: string, step: number, total: number, detail?: string): void {
   ctl?.signal?.throwIfAborted();
-  ctl?.onProgress?.({ stage, step, total });
+  ctl?.onProgress?.(detail === undefined ? { stage, step, total } : { stage, step, total, detail });
 }

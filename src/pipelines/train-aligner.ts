@@ -138,13 +138,14 @@ export async function trainAligner(ck: Checkpoint, o: TrainAlignerOptions): Prom
   const total = o.steps ?? (o.epochs ?? 1) * perEpoch;
   const cache = SafetensorsFile.open(cacheFile);
   const losses: number[] = [];
+  let status: string | undefined;
   const save = (step: number): void => writeSafetensors(o.out, { ...params, ...adam.stateTensors() }, {
     format: 'visprompt-vcf-aligner', model: ck.path, image_dim: String(shape.dv), hidden_dim: String(shape.hidden), text_dim: String(shape.dt),
     step: String(step), lr: String(lr), batch_size: String(batchSize), data: ds.source,
   });
   try {
     for (let step = start; step < total; step++) {
-      report(o, 'train', step - start, total - start);
+      report(o, 'train', step - start, total - start, status);
       const epoch = Math.floor(step / perEpoch), k = step % perEpoch;
       const order = o.shuffle === false ? null : permutation(pairs.length, new NativeGaussian(seed * 1000003 + epoch));
       const idx = Array.from({ length: batchSize }, (_, j) => (order ? order[k * batchSize + j]! : k * batchSize + j));
@@ -160,13 +161,14 @@ export async function trainAligner(ck: Checkpoint, o: TrainAlignerOptions): Prom
       if (!Number.isFinite(r.loss)) throw new InputError(`the loss became ${r.loss} at step ${step + 1}; lower --lr`);
       adam.step(params, r.grads);
       losses.push(r.loss);
+      status = `loss ${r.loss.toFixed(4)}`;
       o.onLoss?.(step + 1, r);
       if (o.saveEvery && (step + 1) % o.saveEvery === 0) save(step + 1);
     }
   } finally {
     cache.close();
   }
-  report(o, 'train', total - start, total - start);
+  report(o, 'train', total - start, total - start, status);
   save(total);
   return { steps: total - start, losses, pairs: pairs.length, missingImages: ds.missingImages, truncatedCaptions: truncated, cacheFile };
 }

@@ -114,7 +114,7 @@ export async function trainAttribute(ck: Checkpoint, o: TrainAttributeOptions): 
   const rng = new NativeGaussian((o.seed ?? 0) + 7);
   const losses: number[] = [];
   for (let it = 0; it < iterations; it++) {
-    report(o, 'train', it, iterations);
+    report(o, 'train', it, iterations, losses.length ? `loss ${losses[losses.length - 1]!.toFixed(4)}` : undefined);
     let sum = 0;
     for (const inv of chains) {
       // The chain's k-th latent is x at timestep timesteps[k-1] (inversion steps end there).
@@ -129,7 +129,7 @@ export async function trainAttribute(ck: Checkpoint, o: TrainAttributeOptions): 
     losses.push(sum / chains.length);
     o.onLoss?.(it + 1, sum / chains.length);
   }
-  report(o, 'train', iterations, iterations);
+  report(o, 'train', iterations, iterations, `loss ${losses[losses.length - 1]?.toFixed(4)}`);
   writeSafetensors(o.out, Object.fromEntries(DELTA_PARAMS.map((n) => [n, params[n]])), {
     format: 'visprompt-asyrp-deltablock', model: ck.path, source: o.source, target: o.target, t_edit: String(tEdit), channels: String(cfg.channels), temb_channels: String(cfg.tembChannels),
   });
