@@ -29,3 +29,29 @@ test('graph: matmul + external weight + softmax + reshape/transpose round-trip t
   assert.deepEqual(out.t!.shape, [2, 100, 3]);
   assert.equal(out.t!.data[1 * 3 + 2], out.y!.data[2 * 100 + 1]);
 });
+
+test('graph cache: a second session loads ORT\'s optimized graph from disk and computes the same', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { configureEngine, compile, releaseSessions } = await import('../src/graph/session.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-gcache-'));
+  const build = (): Graph => {
+    const g = new Graph();
+    const x = g.input('x', [1, 2, 8, 8]);
+    const w = g.weight('w', tensor([3, 2, 3, 3], new Float32Array(54).map((_, i) => Math.sin(i))));
+    g.output('y', op.softmax(op.conv2d(x, w, null, { padding: 1 }), 1));
+    return g;
+  };
+  const x = tensor([1, 2, 8, 8], new Float32Array(128).map((_, i) => Math.cos(i)));
+  try {
+    configureEngine({ graphCache: dir });
+    const first = await (await compile('gc-test-a', build)).run({ x });
+    assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.onnx.ready')), 'the optimized graph was written');
+    await releaseSessions('gc-test');
+    const second = await (await compile('gc-test-b', build)).run({ x });
+    assert.deepEqual([...second.y!.data], [...first.y!.data]);
+  } finally {
+    configureEngine({ graphCache: undefined });
+  }
+});

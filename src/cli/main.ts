@@ -20,6 +20,7 @@ export interface GlobalOptions {
   threads?: number;
   sdVersion?: 1 | 2;
   predictionType?: 'epsilon' | 'v_prediction';
+  graphCache?: string;
 }
 
 const program = new Command();
@@ -31,6 +32,7 @@ program.name('visprompt')
   .addOption(new Option('--threads <n>', 'threads per operator (default: all cores)').argParser(int('--threads', 1, 1024)))
   .addOption(new Option('--sd-version <v>', 'single-file checkpoints: 1 or 2 (default: inferred from the weights)').argParser((v) => Number(choice('--sd-version', ['1', '2'] as const)(v)) as 1 | 2))
   .addOption(new Option('--prediction-type <type>', 'single-file checkpoints: epsilon or v_prediction (SD 2.x 768 models; default epsilon)').argParser(choice('--prediction-type', ['epsilon', 'v_prediction'] as const)))
+  .addOption(new Option('--graph-cache <dir>', 'keep ONNX Runtime\'s optimized graphs (with a copy of their weights) here for later runs').env('VISPROMPT_GRAPH_CACHE'))
   .enablePositionalOptions(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -41,7 +43,7 @@ const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet 
 program.hook('preAction', (_root, cmd) => {
   const o = program.opts<GlobalOptions>();
   quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
-  configureEngine({ device: o.device, threads: o.threads, lowMemory: true });
+  configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
 
 registerEncoderCommands(program, globals);

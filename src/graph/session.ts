@@ -3,6 +3,10 @@
  * Sessions are cached per process by a structural key chosen by the caller (model + shapes + method),
  * and weights stay in the caller's Float32Arrays (in-memory external data).
  */
+import crypto from 'node:crypto';
+import os from 'node:os';
+import fs from 'node:fs';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -17,6 +21,8 @@ export interface EngineOptions {
   threads?: number;
   /** Release each model's sessions when a pipeline phase no longer needs them (the CLI's default). */
   lowMemory?: boolean;
+  /** Folder for ONNX Runtime's optimized graphs, reused by later processes (off when unset). */
+  graphCache?: string;
 }
 
 let engineOptions: EngineOptions = { device: 'cpu' };
@@ -80,16 +86,53 @@ export function compile(key: string, build: () => Graph): Promise<CompiledGraph>
   return p;
 }
 
+/**
+ * The graph's identity for the on-disk cache: its structure and small constants (the proto) and, for
+ * each external weight, its size and a fingerprint of its bytes (sampled, so hashing stays cheap).
+ */
+function graphDigest(proto: Uint8Array, externalData: readonly { path: string; data: Uint8Array }[]): string {
+  const h = crypto.createHash('sha256');
+  h.update(proto);
+  for (const e of externalData) {
+    h.update(`${e.path}:${e.data.byteLength}`);
+    const step = Math.max(1, Math.floor(e.data.byteLength / 64));
+    for (let i = 0; i < e.data.byteLength; i += step) h.update(e.data.subarray(i, Math.min(i + 16, e.data.byteLength)));
+  }
+  // Optimized graphs are specific to the runtime version and the processor (NCHWc layouts, kernels).
+  h.update(`${ort.env.versions.node}:${engineOptions.device ?? 'cpu'}:${os.cpus()[0]?.model ?? ''}`);
+  return h.digest('hex').slice(0, 32);
+}
+
 async function createSession(g: Graph): Promise<CompiledGraph> {
   const { proto, externalData } = toOnnx(g);
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: [engineOptions.device ?? 'cpu'],
     graphOptimizationLevel: 'all',
-    externalData,
+    logSeverityLevel: 3, // errors only: shape-merge and serialization notices are not the user's business
   };
   if (engineOptions.threads) opts.intraOpNumThreads = engineOptions.threads;
-  const session = await ort.InferenceSession.create(proto, opts);
-  return new CompiledGraph(session, g.inputs.map((v) => v.name), g.outputs.map((o) => o.name), new Map(g.inputs.map((v) => [v.name, v.shape])));
+  const io = { inputs: g.inputs.map((v) => v.name), outputs: g.outputs.map((o) => o.name), shapes: new Map(g.inputs.map((v) => [v.name, v.shape] as const)) };
+  let session: ort.InferenceSession;
+  const dir = engineOptions.graphCache;
+  if (dir) {
+    // ONNX Runtime's optimized graph (layout transforms, fusions) saved once with its weights beside it;
+    // a later process loads it from disk and skips the optimizer (most of a large model's build time).
+    const digest = graphDigest(proto, externalData);
+    const model = path.join(dir, `${digest}.onnx`);
+    if (fs.existsSync(model) && fs.existsSync(`${model}.ready`)) {
+      session = await ort.InferenceSession.create(model, { ...opts, graphOptimizationLevel: 'disabled' });
+    } else {
+      fs.mkdirSync(dir, { recursive: true });
+      session = await ort.InferenceSession.create(proto, {
+        ...opts, externalData, optimizedModelFilePath: model,
+        extra: { session: { optimized_model_external_initializers_file_name: `${digest}.weights`, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
+      });
+      fs.writeFileSync(`${model}.ready`, '');
+    }
+  } else {
+    session = await ort.InferenceSession.create(proto, { ...opts, externalData });
+  }
+  return new CompiledGraph(session, io.inputs, io.outputs, io.shapes);
 }
 
 /**
