@@ -55,3 +55,31 @@ test('graph cache: a second session loads ORT\'s optimized graph from disk and c
     configureEngine({ graphCache: undefined });
   }
 });
+
+test('F32 weights stored as-is are read by ONNX Runtime from the file: JavaScript never reads them', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { writeSafetensors, SafetensorsFile } = await import('../src/io/safetensors.js');
+  const { SafetensorsSource, WeightsView } = await import('../src/io/weights.js');
+  const { param } = await import('../src/graph/nn.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-filew-'));
+  const file = path.join(dir, 'w.safetensors');
+  const w = new Float32Array(64 * 300).map((_, i) => Math.sin(i));
+  writeSafetensors(file, { small: { shape: [3], data: new Float32Array([1, 2, 3]) }, w: { shape: [64, 300], data: w } });
+  const source = new SafetensorsSource(file, [SafetensorsFile.open(file)]);
+  let reads = 0;
+  const read = source.read.bind(source);
+  source.read = (k) => { reads++; return read(k); };
+  const vb = new WeightsView(source);
+  const g = new Graph();
+  const x = g.input('x', [2, 64]);
+  const inline = op.constFloat(g, [300], new Float32Array(300).fill(0.5), 'bias'); // a non-file constant beside file weights
+  g.output('y', op.add(op.matmul(x, param(g, vb, 'w', [64, 300])), inline));
+  const xv = tensor([2, 64], new Float32Array(128).map((_, i) => (i % 5) - 2));
+  const y = (await runOnce(g, { x: xv })).y!;
+  assert.equal(reads, 0, 'no JavaScript read of the weight');
+  let s = 0.5;
+  for (let k = 0; k < 64; k++) s += xv.data[64 + k]! * w[k * 300 + 7]!;
+  assert.ok(Math.abs(y.data[300 + 7]! - s) < 1e-4);
+});

@@ -14,6 +14,17 @@ export interface ConstData {
   readonly dtype: DType;
   readonly shape: readonly number[];
   readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+  /**
+   * The bytes already lie in a file (this dtype, little-endian): ONNX Runtime can read them from there,
+   * so they never pass through JavaScript memory (`data` is then empty; `load` reads them if needed).
+   */
+  readonly file?: FileSpan;
+}
+
+export interface FileSpan {
+  readonly path: string;
+  readonly offset: number;
+  readonly load: () => Float32Array;
 }
 
 export class Value {
@@ -85,11 +96,12 @@ export class Graph {
   }
 
   /** A named weight (float32). The same name returns the same value, so shared weights are stored once. */
-  weight(name: string, t: Tensor): Value {
+  weight(name: string, t: Tensor & { file?: FileSpan }): Value {
     const existing = this.initializers.get(name);
     if (existing) return existing.value;
     const v = new Value(this, name, t.shape, 'float32');
-    this.initializers.set(name, { value: v, data: { dtype: 'float32', shape: t.shape, data: t.data }, external: t.data.byteLength >= EXTERNAL_MIN_BYTES });
+    const data: ConstData = t.file ? { dtype: 'float32', shape: t.shape, data: t.data, file: t.file } : { dtype: 'float32', shape: t.shape, data: t.data };
+    this.initializers.set(name, { value: v, data, external: t.file !== undefined || t.data.byteLength >= EXTERNAL_MIN_BYTES });
     return v;
   }
 

@@ -17,7 +17,7 @@ function weightName(vb: WeightsView, name: string): string {
 }
 
 export function param(g: Graph, vb: WeightsView, name: string, shape?: readonly (number | null)[]): Value {
-  return g.weight(weightName(vb, name), vb.get(name, shape));
+  return g.weight(weightName(vb, name), vb.forGraph(name, shape));
 }
 
 /** nn.Linear: y = x W^T + b over the last axis (Gemm with transB, so W is used as stored). */

@@ -4,6 +4,7 @@
  * handed to ONNX Runtime as in-memory external data (one entry per tensor), so the proto stays
  * small whatever the model size and the weight bytes are never copied into it.
  */
+import path from 'node:path';
 import protobuf from 'protobufjs/minimal.js';
 import type { AttrValue, ConstData, Graph, Value } from './ir.js';
 import { ONNX_DTYPE } from './ops.js';
@@ -15,12 +16,20 @@ export interface OnnxModel {
   readonly proto: Uint8Array;
   /** External data: file names referenced by initializers and their bytes. */
   readonly externalData: { path: string; data: Uint8Array }[];
+  /**
+   * The folder whose files hold file-backed initializers (ONNX Runtime's
+   * `session.model_external_initializers_file_folder_path`), and the files used there.
+   */
+  readonly fileFolder?: string;
+  readonly files: readonly string[];
 }
 
 export const OPSET = 17;
 const IR_VERSION = 8;
 
 const LEN = 2, VARINT = 0, I32 = 5;
+/** Bytes of non-file tensors that may go inline in the proto beside folder-read weights. */
+const INLINE_LIMIT = 256 * 2 ** 20;
 const tag = (field: number, wire: number): number => (field << 3) | wire;
 
 function str(w: W, field: number, s: string): void { w.uint32(tag(field, LEN)).string(s); }
@@ -46,7 +55,7 @@ function bytesOf(d: ConstData): Uint8Array {
   return new Uint8Array(d.data.buffer, d.data.byteOffset, d.data.byteLength);
 }
 
-function tensorProto(w: W, name: string, d: ConstData, externalPath?: string): void {
+function tensorProto(w: W, name: string, d: ConstData, externalPath?: string, offset = 0): void {
   for (const dim of d.shape) w.uint32(tag(1, VARINT)).int64(dim);
   w.uint32(tag(2, VARINT)).int32(ONNX_DTYPE[d.dtype]);
   if (name) str(w, 8, name);
@@ -54,8 +63,8 @@ function tensorProto(w: W, name: string, d: ConstData, externalPath?: string): v
     // external_data = 13 (StringStringEntryProto key=1 value=2), data_location = 14 (EXTERNAL = 1)
     const entry = (k: string, v: string): void => msg(w, 13, (e) => { str(e, 1, k); str(e, 2, v); });
     entry('location', externalPath);
-    entry('offset', '0');
-    entry('length', String(d.data.byteLength));
+    entry('offset', String(offset));
+    entry('length', String(d.file ? d.shape.reduce((p, x) => p * x, 1) * 4 : d.data.byteLength));
     w.uint32(tag(14, VARINT)).int32(1);
   } else {
     w.uint32(tag(9, LEN)).bytes(bytesOf(d)); // raw_data
@@ -92,6 +101,29 @@ function attribute(w: W, name: string, a: AttrValue): void {
 export function toOnnx(g: Graph): OnnxModel {
   const w = Writer.create();
   const externalData: { path: string; data: Uint8Array }[] = [];
+  // File-backed weights are read by ONNX Runtime from one folder (the one holding most of them, e.g. the
+  // checkpoint's unet/); file-backed weights elsewhere (a ControlNet's) are loaded and passed in memory.
+  const bytesPerFolder = new Map<string, number>();
+  for (const init of g.initializers.values()) {
+    if (!init.data.file) continue;
+    const dir = path.dirname(path.resolve(init.data.file.path));
+    bytesPerFolder.set(dir, (bytesPerFolder.get(dir) ?? 0) + init.data.shape.reduce((p, x) => p * x, 1) * 4);
+  }
+  let fileFolder: string | undefined = [...bytesPerFolder].sort((a, b) => b[1] - a[1])[0]?.[0];
+  // ONNX Runtime takes either an in-memory external-data table or a folder, not both: when the folder is
+  // used, other tensors go inline in the proto (small constants, under INLINE_LIMIT); past that, everything
+  // is passed in memory.
+  let inlineOthers = false;
+  if (fileFolder) {
+    let others = 0;
+    for (const init of g.initializers.values()) {
+      const inFolder = init.data.file && path.dirname(path.resolve(init.data.file.path)) === fileFolder;
+      if (!inFolder && init.external) others += init.data.file ? init.data.shape.reduce((p, x) => p * x, 1) * 4 : init.data.data.byteLength;
+    }
+    if (others > INLINE_LIMIT) fileFolder = undefined;
+    else inlineOthers = true;
+  }
+  const files = new Set<string>();
   w.uint32(tag(1, VARINT)).int64(IR_VERSION);
   str(w, 2, 'visprompt');
   msg(w, 7, (gw) => {
@@ -110,7 +142,21 @@ export function toOnnx(g: Graph): OnnxModel {
     str(gw, 2, g.name);
     let k = 0;
     for (const [name, init] of g.initializers) {
-      if (init.external) {
+      const file = init.data.file;
+      if (file && path.dirname(path.resolve(file.path)) === fileFolder) {
+        files.add(path.resolve(file.path));
+        msg(gw, 5, (t) => tensorProto(t, name, init.data, path.basename(file.path), file.offset));
+      } else if (file) {
+        const data = file.load();
+        const loaded = { dtype: init.data.dtype, shape: init.data.shape, data };
+        if (inlineOthers) {
+          msg(gw, 5, (t) => tensorProto(t, name, loaded));
+        } else {
+          const p = `w${k++}.bin`;
+          externalData.push({ path: p, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+          msg(gw, 5, (t) => tensorProto(t, name, loaded, p));
+        }
+      } else if (init.external && !inlineOthers) {
         const path = `w${k++}.bin`;
         externalData.push({ path, data: bytesOf(init.data) });
         msg(gw, 5, (t) => tensorProto(t, name, init.data, path));
@@ -123,5 +169,5 @@ export function toOnnx(g: Graph): OnnxModel {
   });
   msg(w, 8, (o) => { str(o, 1, ''); o.uint32(tag(2, VARINT)).int64(OPSET); });
   msg(w, 8, (o) => { str(o, 1, 'com.microsoft'); o.uint32(tag(2, VARINT)).int64(1); });
-  return { proto: w.finish(), externalData };
+  return { proto: w.finish(), externalData, ...(fileFolder ? { fileFolder } : {}), files: [...files] };
 }

@@ -90,9 +90,10 @@ export function compile(key: string, build: () => Graph): Promise<CompiledGraph>
  * The graph's identity for the on-disk cache: its structure and small constants (the proto) and, for
  * each external weight, its size and a fingerprint of its bytes (sampled, so hashing stays cheap).
  */
-function graphDigest(proto: Uint8Array, externalData: readonly { path: string; data: Uint8Array }[]): string {
+function graphDigest(proto: Uint8Array, externalData: readonly { path: string; data: Uint8Array }[], files: readonly string[]): string {
   const h = crypto.createHash('sha256');
   h.update(proto);
+  for (const f of files) { const st = fs.statSync(f); h.update(`${f}:${st.size}:${st.mtimeMs}`); }
   for (const e of externalData) {
     h.update(`${e.path}:${e.data.byteLength}`);
     const step = Math.max(1, Math.floor(e.data.byteLength / 64));
@@ -104,12 +105,14 @@ function graphDigest(proto: Uint8Array, externalData: readonly { path: string; d
 }
 
 async function createSession(g: Graph): Promise<CompiledGraph> {
-  const { proto, externalData } = toOnnx(g);
+  const { proto, externalData, fileFolder, files } = toOnnx(g);
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: [engineOptions.device ?? 'cpu'],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: shape-merge and serialization notices are not the user's business
   };
+  // Weights stored as F32 in the checkpoint are read by ONNX Runtime from the checkpoint's folder itself.
+  const folder = fileFolder ? { model_external_initializers_file_folder_path: fileFolder } : {};
   if (engineOptions.threads) opts.intraOpNumThreads = engineOptions.threads;
   const io = { inputs: g.inputs.map((v) => v.name), outputs: g.outputs.map((o) => o.name), shapes: new Map(g.inputs.map((v) => [v.name, v.shape] as const)) };
   let session: ort.InferenceSession;
@@ -117,7 +120,7 @@ async function createSession(g: Graph): Promise<CompiledGraph> {
   if (dir) {
     // ONNX Runtime's optimized graph (layout transforms, fusions) saved once with its weights beside it;
     // a later process loads it from disk and skips the optimizer (most of a large model's build time).
-    const digest = graphDigest(proto, externalData);
+    const digest = graphDigest(proto, externalData, files);
     const model = path.join(dir, `${digest}.onnx`);
     if (fs.existsSync(model) && fs.existsSync(`${model}.ready`)) {
       session = await ort.InferenceSession.create(model, { ...opts, graphOptimizationLevel: 'disabled' });
@@ -125,12 +128,12 @@ async function createSession(g: Graph): Promise<CompiledGraph> {
       fs.mkdirSync(dir, { recursive: true });
       session = await ort.InferenceSession.create(proto, {
         ...opts, externalData, optimizedModelFilePath: model,
-        extra: { session: { optimized_model_external_initializers_file_name: `${digest}.weights`, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
+        extra: { session: { ...folder, optimized_model_external_initializers_file_name: `${digest}.weights`, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
       });
       fs.writeFileSync(`${model}.ready`, '');
     }
   } else {
-    session = await ort.InferenceSession.create(proto, { ...opts, externalData });
+    session = await ort.InferenceSession.create(proto, { ...opts, externalData, extra: { session: folder } });
   }
   return new CompiledGraph(session, io.inputs, io.outputs, io.shapes);
 }

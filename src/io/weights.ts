@@ -9,6 +9,9 @@ import fs from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile } from './safetensors.js';
+import type { FileSpan } from '../graph/ir.js';
+
+const EMPTY = new Float32Array(0);
 
 /** Where each tensor of a component lives, and what it is called there. */
 export interface TensorSource {
@@ -18,6 +21,8 @@ export interface TensorSource {
   has(key: string): boolean;
   shape(key: string): readonly number[];
   read(key: string): Tensor;
+  /** Where the tensor's float32 bytes lie on disk as stored (F32 and untransformed), if they do. */
+  location?(key: string): { path: string; offset: number } | undefined;
 }
 
 /**
@@ -46,6 +51,12 @@ export class SafetensorsSource implements TensorSource {
     return file.readFloat32(stored);
   }
 
+  location(key: string): { path: string; offset: number } | undefined {
+    const { file, stored } = this.entry(key);
+    const info = file.info(stored);
+    return info.dtype === 'F32' ? { path: file.path, offset: info.offset } : undefined;
+  }
+
   private entry(key: string): { file: SafetensorsFile; stored: string } {
     const e = this.byKey.get(key);
     if (!e) throw new FileFormatError(this.origin, 'missing weight', key);
@@ -67,6 +78,23 @@ export class WeightsView {
 
   /** The tensor `name`, checked against the expected shape (null entries match any size). */
   get(name: string, expected?: readonly (number | null)[]): Tensor {
+    this.checkShape(name, expected);
+    return this.source.read(this.key(name));
+  }
+
+  /**
+   * The tensor for a graph: F32 tensors stored as-is are referenced by file and offset (nothing read;
+   * ONNX Runtime reads them), others are read and converted.
+   */
+  forGraph(name: string, expected?: readonly (number | null)[]): Tensor & { file?: FileSpan } {
+    const key = this.key(name);
+    const loc = this.source.location?.(key);
+    if (!loc) return this.get(name, expected);
+    this.checkShape(name, expected);
+    return { shape: [...this.source.shape(key)], data: EMPTY, file: { ...loc, load: () => this.source.read(key).data } };
+  }
+
+  private checkShape(name: string, expected?: readonly (number | null)[]): void {
     const key = this.key(name);
     if (!this.source.has(key)) {
       throw new FileFormatError(this.source.origin, `missing weight${expected ? ` (expected shape [${expected.map((d) => d ?? '?').join(', ')}])` : ''}`, key);
@@ -75,7 +103,6 @@ export class WeightsView {
     if (expected && (shape.length !== expected.length || expected.some((d, i) => d !== null && d !== shape[i]))) {
       throw new FileFormatError(this.source.origin, `weight has shape [${shape.join(', ')}] but the config expects [${expected.map((d) => d ?? '?').join(', ')}]`, key);
     }
-    return this.source.read(key);
   }
 
   /** Shape without reading the data. */
