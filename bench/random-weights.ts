@@ -2,7 +2,7 @@
  * Random weights for the benchmark: a TensorSource that knows every key and shape of a diffusers /
  * transformers checkpoint from its config (the state-dict layout of UNet2DConditionModel,
  * AutoencoderKL and CLIPTextModel), and serves each tensor as deterministic pseudo-random float32
- * data created on first `read`. Initialisation follows PyTorch's defaults (nn.Linear / nn.Conv2d:
+ * data made on every `read` (nothing is cached). Initialisation follows PyTorch's defaults (nn.Linear / nn.Conv2d:
  * uniform in ±1/sqrt(fan_in) for weight and bias; norms: weight 1, bias 0; embeddings: unit variance),
  * so activations stay finite through the full-size models, as with a freshly constructed diffusers model.
  *
@@ -14,6 +14,7 @@ import { FileFormatError } from '../src/errors.js';
 import type { TensorSource } from '../src/io/weights.js';
 import type { AutoencoderKLConfig } from '../src/models/autoencoder-kl.js';
 import type { CLIPTextConfig } from '../src/models/clip.js';
+import type { ControlNetConfig } from '../src/models/controlnet.js';
 import type { UNet2DConditionConfig } from '../src/models/unet2d-condition.js';
 import { numel, type Tensor } from '../src/tensor.js';
 
@@ -100,9 +101,11 @@ export class TableBuilder {
   }
 }
 
-/** The state dict of diffusers' UNet2DConditionModel for this config. */
-export function unetWeightTable(cfg: UNet2DConditionConfig): WeightTable {
-  const t = new TableBuilder();
+/**
+ * The encoder half shared by UNet2DConditionModel and ControlNetModel (conv_in, time embedding, down
+ * blocks, mid block); returns the channels of every skip connection (down_block_res_samples order).
+ */
+function unetEncoder(t: TableBuilder, cfg: UNet2DConditionConfig): number[] {
   const ch = cfg.blockOutChannels;
   const n = ch.length;
   const temb = ch[0]! * 4;
@@ -136,8 +139,19 @@ export function unetWeightTable(cfg: UNet2DConditionConfig): WeightTable {
     t.transformer2D('mid_block.attentions.0', c, c, cfg.crossAttentionDim, layers[n - 1]!, cfg.useLinearProjection);
     t.resnet('mid_block.resnets.1', c, c, temb);
   }
+  return skips;
+}
+
+/** The state dict of diffusers' UNet2DConditionModel for this config. */
+export function unetWeightTable(cfg: UNet2DConditionConfig): WeightTable {
+  const t = new TableBuilder();
+  const ch = cfg.blockOutChannels;
+  const n = ch.length;
+  const temb = ch[0]! * 4;
+  const skips = unetEncoder(t, cfg);
+  let prev = ch[n - 1]!;
   const rch = [...ch].reverse();
-  const rLayers = [...layers].reverse();
+  const rLayers = [...cfg.transformerLayersPerBlock].reverse();
   for (let i = 0; i < n; i++) {
     const out = rch[i]!;
     const p = `up_blocks.${i}`;
@@ -151,6 +165,29 @@ export function unetWeightTable(cfg: UNet2DConditionConfig): WeightTable {
   }
   t.norm('conv_norm_out', ch[0]!);
   t.conv('conv_out', ch[0]!, cfg.outChannels, 3);
+  return t.table;
+}
+
+/**
+ * The state dict of diffusers' ControlNetModel: the UNet's encoder, the condition-image embedding
+ * (ControlNetConditioningEmbedding) and the zero convs (1x1) for every skip and the mid block. diffusers
+ * zero-initialises conv_out and the zero convs; here they are random like the rest, so the residuals
+ * the UNet adds are not all zero (the work is the same either way).
+ */
+export function controlNetWeightTable(cfg: ControlNetConfig): WeightTable {
+  const t = new TableBuilder();
+  const skips = unetEncoder(t, cfg);
+  const e = cfg.conditioningEmbeddingOutChannels;
+  const p = 'controlnet_cond_embedding';
+  t.conv(`${p}.conv_in`, cfg.conditioningChannels, e[0]!, 3);
+  for (let i = 0; i < e.length - 1; i++) {
+    t.conv(`${p}.blocks.${2 * i}`, e[i]!, e[i]!, 3);
+    t.conv(`${p}.blocks.${2 * i + 1}`, e[i]!, e[i + 1]!, 3);
+  }
+  t.conv(`${p}.conv_out`, e[e.length - 1]!, cfg.blockOutChannels[0]!, 3);
+  skips.forEach((c, k) => t.conv(`controlnet_down_blocks.${k}`, c, c, 1));
+  const mid = cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!;
+  t.conv('controlnet_mid_block', mid, mid, 1);
   return t.table;
 }
 
@@ -233,11 +270,21 @@ export function fillUniform(out: Float32Array, bound: number, seed: number): voi
   }
 }
 
-/** A TensorSource answering from a weight table with random data made on first read. */
+/**
+ * A TensorSource answering from a weight table with random data made on every read. Nothing is kept
+ * (as SafetensorsSource keeps nothing): ONNX Runtime copies initializers into each session it builds,
+ * so a JavaScript copy held here would add the whole model to every measure's peak RSS. The data of a
+ * key is the same on every read (its stream is seeded by the key).
+ */
 export class RandomWeights implements TensorSource {
-  private readonly cache = new Map<string, Tensor>();
+  /** Keys served so far (each counted once however often it was read). */
+  private readonly served = new Set<string>();
   /** Seconds spent generating data (so the benchmark can keep it out of build times). */
   generateSeconds = 0;
+  /** float32 bytes of the distinct keys served. */
+  readBytes = 0;
+  /** Reads in all (a key read by two graphs counts twice). */
+  reads = 0;
 
   constructor(readonly origin: string, readonly table: WeightTable, readonly seed = 0) {}
 
@@ -247,31 +294,26 @@ export class RandomWeights implements TensorSource {
   shape(key: string): readonly number[] { return this.spec(key).shape; }
 
   read(key: string): Tensor {
-    let t = this.cache.get(key);
-    if (!t) {
-      const spec = this.spec(key);
-      const start = performance.now();
-      const data = new Float32Array(numel(spec.shape));
-      if (spec.init.kind === 'ones') data.fill(1);
-      else if (spec.init.kind === 'uniform') fillUniform(data, spec.init.bound, seedOf(key, this.seed));
-      t = { shape: spec.shape, data };
-      this.cache.set(key, t);
-      this.generateSeconds += (performance.now() - start) / 1000;
+    const spec = this.spec(key);
+    const start = performance.now();
+    const data = new Float32Array(numel(spec.shape));
+    if (spec.init.kind === 'ones') data.fill(1);
+    else if (spec.init.kind === 'uniform') fillUniform(data, spec.init.bound, seedOf(key, this.seed));
+    this.generateSeconds += (performance.now() - start) / 1000;
+    this.reads++;
+    if (!this.served.has(key)) {
+      this.served.add(key);
+      this.readBytes += data.byteLength;
     }
-    return t;
+    return { shape: spec.shape, data };
   }
 
-  /** Keys served so far and their total float32 bytes. */
-  get readCount(): number { return this.cache.size; }
-  get readBytes(): number {
-    let b = 0;
-    for (const t of this.cache.values()) b += t.data.byteLength;
-    return b;
-  }
+  /** Distinct keys served so far. */
+  get readCount(): number { return this.served.size; }
 
   /** Keys of the table never read (with `prefix`: only those under it). */
   unread(prefix = ''): string[] {
-    return [...this.table.keys()].filter((k) => k.startsWith(prefix) && !this.cache.has(k));
+    return [...this.table.keys()].filter((k) => k.startsWith(prefix) && !this.served.has(k));
   }
 
   /** Number of parameters in the table (a checkpoint's parameter count). */
