@@ -15,6 +15,7 @@ import { unet2DConditionModel } from '../models/unet2d-condition.js';
 import { unet2DModel } from '../models/unet2d.js';
 import type { UNetHooks } from '../models/hooks.js';
 import type { Tensor } from '../tensor.js';
+import { DDIMScheduler } from '../schedulers/ddim.js';
 import { clipPixels, cosineDistance, type ImageFeatureTower } from './clip-guidance.js';
 import { DELTA_PARAMS, deltaBlockOf, deltaParamShapes, type DeltaBlockConfig, type DeltaParamName } from './delta-block.js';
 
@@ -74,7 +75,6 @@ export async function asyrpLossAndGrads(ck: Checkpoint, tower: ImageFeatureTower
     return g;
   });
   const scheduler = ck.schedulerConfig();
-  const { DDIMScheduler } = await import('../schedulers/ddim.js');
   const { a, b } = new DDIMScheduler(scheduler.raw, { source: scheduler.file }).sqrtAlphaProd(s.timestep);
   const r = await session.run({
     ...Object.fromEntries(DELTA_PARAMS.map((n) => [`delta.${n}`, params[n]])),

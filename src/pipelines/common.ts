@@ -4,6 +4,7 @@ import type { Checkpoint, ComponentName } from '../components/checkpoint.js';
 import { lowMemory } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { RGBImage } from '../io/image.js';
+import { pilResize } from '../io/pil-resize.js';
 import { numpyToPil, VaeImageProcessor } from '../io/vae-image-processor.js';
 import { hasNonFinite, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
@@ -70,4 +71,13 @@ export function samplesToImages(samples: Tensor): RGBImage[] {
 export async function phaseDone(ck: Checkpoint, ...components: ComponentName[]): Promise<void> {
   if (!lowMemory()) return;
   for (const c of components) await ck.release(c);
+}
+
+/** The reference at the output size: resized (PIL bicubic) with a warning when its size differs. */
+export function referenceAtSize(ref: RGBImage, factor: number, width: number | undefined, height: number | undefined, warn?: (m: string) => void): RGBImage {
+  const w = width ?? ref.width - (ref.width % factor), h = height ?? ref.height - (ref.height % factor);
+  latentShape(factor, 1, 1, w, h); // validates
+  if (w === ref.width && h === ref.height) return ref;
+  warn?.(`reference image is ${ref.width}x${ref.height}; resized to ${w}x${h}`);
+  return pilResize(ref, w, h, 'bicubic');
 }

@@ -7,12 +7,11 @@ import type { Checkpoint } from '../components/checkpoint.js';
 import type { RGBImage } from '../io/image.js';
 import { loadDeltaBlock } from '../methods/delta-block.js';
 import type { NoiseSource } from '../noise/gaussian.js';
-import { decodeLatents, samplesToImages, type GeneratedImages } from './common.js';
+import { decodeLatents, type GeneratedImages, referenceAtSize, samplesToImages } from './common.js';
 import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { checkTimestep } from './inject.js';
 import { imageToLatents, invert } from './invert.js';
 import type { RunControl } from './progress.js';
-import { referenceAtSize } from './vary.js';
 import { InputError } from '../errors.js';
 
 export interface EditOptions extends RunControl {

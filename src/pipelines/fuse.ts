@@ -12,7 +12,7 @@ import { compile } from '../graph/session.js';
 import type { RGBImage } from '../io/image.js';
 import { readAllFloat32 } from '../io/safetensors.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
-import { clipPixels, type ImageFeatureTower } from '../methods/clip-guidance.js';
+import { clipPixels, towerOfImageEncoder, type ImageFeatureTower } from '../methods/clip-guidance.js';
 import { ALIGNER_PARAMS, alignerForward, alignerInputs, alignerShapeOf, type AlignerParams } from '../methods/vcf/aligner.js';
 import { fuse, type Fusion } from '../methods/vcf/fusion.js';
 import { pnoLossAndGrads } from '../methods/vcf/pno.js';
@@ -65,7 +65,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
-  const tower = o.tower ?? (await import('../methods/clip-guidance.js')).towerOfImageEncoder(ck.imageEncoder());
+  const tower = o.tower ?? towerOfImageEncoder(ck.imageEncoder());
   // The reference's features, preprocessed exactly as generated images are (x in [-1, 1] -> clip pixels).
   const refPixels = new VaeImageProcessor({ vae_scale_factor: 1, do_resize: false }).preprocess(o.reference);
   const refSession = await compile(`pno-ref:${tower.id}:${refPixels.shape.join('x')}`, () => {

@@ -10,11 +10,10 @@ import type { RGBImage } from '../io/image.js';
 import { pilResize } from '../io/pil-resize.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import type { Tensor } from '../tensor.js';
-import { decodeLatents, samplesToImages, type GeneratedImages } from './common.js';
+import { decodeLatents, type GeneratedImages, referenceAtSize, samplesToImages } from './common.js';
 import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { imageToLatents, invert } from './invert.js';
 import type { RunControl } from './progress.js';
-import { referenceAtSize } from './vary.js';
 
 export interface InjectOptions extends RunControl {
   original: RGBImage;

@@ -23,10 +23,10 @@ import { NativeGaussian } from '../noise/gaussian.js';
 import { Adam } from '../training/optimizers.js';
 import type { Tensor } from '../tensor.js';
 import { checkTimestep } from './inject.js';
+import { referenceAtSize } from './common.js';
 import { invert } from './invert.js';
 import { report, type RunControl } from './progress.js';
 import { textToImage } from './text-to-image.js';
-import { referenceAtSize } from './vary.js';
 
 export interface TrainAttributeOptions extends RunControl {
   images: string;

@@ -15,13 +15,12 @@ import { controlNetFeeds, controlNetVariant, prepareControls, type ControlInput 
 import type { Graph } from '../graph/ir.js';
 import { InputError } from '../errors.js';
 import type { RGBImage } from '../io/image.js';
-import { pilResize } from '../io/pil-resize.js';
 import type { ReferenceMethod } from '../methods/method.js';
 import { layoutKey, referenceAttentionHooks, weightFeeds, type ReferenceLayout, type ReferenceWeights } from '../methods/reference-attention.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
-import { decodeLatents, latentShape, phaseDone, type GeneratedImages } from './common.js';
+import { decodeLatents, latentShape, phaseDone, referenceAtSize, type GeneratedImages } from './common.js';
 import { classifierFreeGuidance, doClassifierFreeGuidance } from './guidance.js';
 import { imageToLatents, invert, type Inversion } from './invert.js';
 import { report, type RunControl } from './progress.js';
@@ -69,15 +68,6 @@ export function rowLayout(cfg: boolean, conflicting: boolean, k: number): { rows
       : [...gen('uncond'), { kind: 'ref', branch: 'cond' }, ...gen('cond')];
   const refIndex = (branch: Row['branch']): number => list.findIndex((r) => r.kind === 'ref' && r.branch === branch);
   return { rows: list, referenceOf: list.map((r) => (r.kind === 'gen' && refIndex(r.branch) >= 0 ? refIndex(r.branch) : null)) };
-}
-
-/** The reference at the output size: resized (PIL bicubic) with a warning when its size differs. */
-export function referenceAtSize(ref: RGBImage, factor: number, width: number | undefined, height: number | undefined, warn?: (m: string) => void): RGBImage {
-  const w = width ?? ref.width - (ref.width % factor), h = height ?? ref.height - (ref.height % factor);
-  latentShape(factor, 1, 1, w, h); // validates
-  if (w === ref.width && h === ref.height) return ref;
-  warn?.(`reference image is ${ref.width}x${ref.height}; resized to ${w}x${h}`);
-  return pilResize(ref, w, h, 'bicubic');
 }
 
 export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> {
