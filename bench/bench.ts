@@ -15,6 +15,12 @@
  *                   (one graph, the weights are inputs);
  * - controlnet_step_ratio: one CFG step (2 rows) with an SD 1.5 ControlNet fused into the UNet graph
  *                   against the plain step: `ratio` = controlnet / plain;
+ * - pipeline_t2i_disk: pipeline_t2i from a real diffusers folder of F32 .safetensors (random weights streamed
+ *                   to a temp folder first, write_s, not measured): openCheckpoint + textToImage in a fresh child,
+ *                   F32 weights read by ORT from the files; build_s = UNet build; folder deleted afterwards;
+ * - pno_iteration:  one PNO loss + gradient (SD 1.5 UNet + VAE, random weights; tiny CLIP tower), one line per
+ *                   mode (checkpointing true / false) at latents min(--size, 32), plus checkpointed at 64 when
+ *                   --size is 64 (killed, and reported as an error line, if its RSS passes 20 GiB);
  * - tiny_sd15_t2i, tiny_sd21_t2i: the tiny test models end to end (4 DDIM steps, 64x64, CFG), a sanity line.
  *
  * In the two *_ratio measures both graphs live in one process and their timed calls alternate (so load
@@ -48,6 +54,7 @@ import { Graph } from '../src/graph/ir.js';
 import * as op from '../src/graph/ops.js';
 import { CompiledGraph, compile, configureEngine, type Feed } from '../src/graph/session.js';
 import { toOnnx } from '../src/graph/onnx.js';
+import { CLIPModel } from '../src/components/clip-model.js';
 import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
 import { Config, type Json } from '../src/io/config.js';
 import { WeightsView } from '../src/io/weights.js';
@@ -56,13 +63,15 @@ import { clipTextConfig, clipTextModel } from '../src/models/clip.js';
 import { controlNetConfig } from '../src/models/controlnet.js';
 import { unet2DConditionModel, unetConfig, type UNet2DConditionConfig } from '../src/models/unet2d-condition.js';
 import { createMethod } from '../src/methods/index.js';
+import { towerOfCLIPModel } from '../src/methods/clip-guidance.js';
+import { pnoLossAndGrads } from '../src/methods/vcf/pno.js';
 import { layoutKey, referenceAttentionHooks, weightFeeds, type ReferenceLayout } from '../src/methods/reference-attention.js';
 import { createNoise, NativeGaussian } from '../src/noise/gaussian.js';
 import type { ProgressEvent } from '../src/pipelines/progress.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { rowLayout } from '../src/pipelines/vary.js';
 import { hasNonFinite, numel, type Tensor } from '../src/tensor.js';
-import { clipTextWeightTable, controlNetWeightTable, fillUniform, RandomWeights, unetWeightTable, vaeWeightTable } from './random-weights.js';
+import { clipTextWeightTable, controlNetWeightTable, fillUniform, RandomWeights, unetWeightTable, vaeWeightTable, writeRandomSafetensors } from './random-weights.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SCRIPT), '../..');
@@ -166,11 +175,12 @@ const YARDSTICK_UNET_GFLOPS = 88;
 
 const CONTRACT = ['matmul_ceiling', 'unet_step', 'vae_decode', 'text_encode'] as const;
 const WHOLE = ['pipeline_t2i', 'vary_step_ratio', 'controlnet_step_ratio'] as const;
+const FILES = ['pipeline_t2i_disk', 'pno_iteration'] as const;
 const TINY = ['tiny_sd15_t2i', 'tiny_sd21_t2i'] as const;
-const MEASURES: readonly string[] = [...CONTRACT, ...WHOLE, ...TINY];
+const MEASURES: readonly string[] = [...CONTRACT, ...WHOLE, ...FILES, ...TINY];
 
 /** Targets of the issue for the measures that compare with something else than the PyTorch yardstick (judged at --size 64). */
-const RATIO_TARGET: Record<string, number> = { pipeline_t2i: 1.3, vary_step_ratio: 1.5 };
+const RATIO_TARGET: Record<string, number> = { pipeline_t2i: 1.3, pipeline_t2i_disk: 1.3, vary_step_ratio: 1.5 };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -301,6 +311,22 @@ interface Result {
   concat_ratio?: number;
   /** Graphs built for the vary variant (1: both weight sets share one graph). */
   variant_graphs_built?: number;
+  // pipeline_t2i_disk
+  /** Seconds to write the random checkpoint folder (not part of the measure). */
+  write_s?: number;
+  write_mib?: number;
+  /** ORT session creations in the child: input names (abridged) and seconds of InferenceSession.create. */
+  sessions?: { inputs: string; create_s: number }[];
+  /** UNet: ORT InferenceSession.create alone. */
+  unet_create_s?: number;
+  // pno_iteration
+  mode?: 'checkpointed' | 'whole_graph';
+  loss?: number;
+  grad_z_norm?: number;
+  grad_c_norm?: number;
+  /** Wall seconds of the timed call minus the ORT session creations in it (an estimate of a warm iteration). */
+  wall_minus_create_s?: number;
+  error?: string;
   note?: string;
 }
 
@@ -919,6 +945,181 @@ async function pipelineBench(opts: Options): Promise<Result> {
   };
 }
 
+/** Times every ORT session creation in this process (wraps InferenceSession.create, after patchSessionCreate). */
+function timeSessionCreates(): { inputs: string[]; start: number; end: number }[] {
+  type Create = (model: string | Uint8Array, so?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+  const factory = ort.InferenceSession as unknown as { create: Create };
+  const create = factory.create.bind(factory);
+  const log: { inputs: string[]; start: number; end: number }[] = [];
+  factory.create = async (model, so) => {
+    const start = now();
+    const s = await create(model, so);
+    log.push({ inputs: [...s.inputNames], start, end: now() });
+    return s;
+  };
+  return log;
+}
+
+const sessionsField = (creates: readonly { inputs: string[]; start: number; end: number }[]): { inputs: string; create_s: number }[] =>
+  creates.map((c) => ({ inputs: c.inputs.slice(0, 3).join(',') + (c.inputs.length > 3 ? `,+${c.inputs.length - 3}` : ''), create_s: round(c.end - c.start) }));
+
+/** Environment variables by which the parent hands a child its model folder / PNO mode. */
+const ENV_MODEL_DIR = 'VISPROMPT_BENCH_MODEL_DIR';
+const ENV_PNO = 'VISPROMPT_BENCH_PNO';
+
+/**
+ * The SD 1.5 random weights as a diffusers folder of F32 .safetensors files, streamed tensor by tensor
+ * (row blocks of 4 MiB): the writer never holds the model.
+ */
+function writeRandomCheckpoint(dir: string): { bytes: number; parameters: number } {
+  const unetT = unetWeightTable(sd15UnetConfig());
+  const vaeT = vaeWeightTable(autoencoderConfig(new Config('SD 1.5 vae/config.json (bench)', SD15_VAE)));
+  const textT = clipTextWeightTable(clipTextConfig(new Config('SD 1.5 text_encoder/config.json (bench)', SD15_TEXT)));
+  const json = (file: string, obj: unknown): void => {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(obj, null, 2));
+  };
+  json(path.join(dir, 'model_index.json'), {
+    _class_name: 'StableDiffusionPipeline', _diffusers_version: '0.6.0',
+    scheduler: ['diffusers', 'DDIMScheduler'], text_encoder: ['transformers', 'CLIPTextModel'], tokenizer: ['transformers', 'CLIPTokenizer'],
+    unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'], safety_checker: [null, null], feature_extractor: [null, null],
+  });
+  json(path.join(dir, 'scheduler/scheduler_config.json'), SD15_SCHEDULER);
+  json(path.join(dir, 'unet/config.json'), SD15_UNET);
+  json(path.join(dir, 'vae/config.json'), SD15_VAE);
+  json(path.join(dir, 'text_encoder/config.json'), SD15_TEXT);
+  json(path.join(dir, 'tokenizer/tokenizer_config.json'), { model_max_length: 77, pad_token: '<|endoftext|>' });
+  json(path.join(dir, 'tokenizer/special_tokens_map.json'), { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>' });
+  for (const f of ['vocab.json', 'merges.txt']) fs.copyFileSync(path.join(ROOT, 'assets/clip', f), path.join(dir, 'tokenizer', f));
+  let bytes = 0, parameters = 0;
+  for (const [file, table] of [['unet/diffusion_pytorch_model.safetensors', unetT], ['vae/diffusion_pytorch_model.safetensors', vaeT], ['text_encoder/model.safetensors', textT]] as const) {
+    bytes += writeRandomSafetensors(path.join(dir, file), table);
+    for (const s of table.values()) parameters += numel(s.shape);
+  }
+  return { bytes, parameters };
+}
+
+/** pipeline_t2i_disk, the child: openCheckpoint(folder) + textToImage in low-memory mode, weights read by ORT from the files. */
+async function pipelineDiskBench(opts: Options): Promise<Result> {
+  const dir = process.env[ENV_MODEL_DIR];
+  if (!dir) throw new Error(`pipeline_t2i_disk: the parent passes the model folder in ${ENV_MODEL_DIR}`);
+  const creates = timeSessionCreates();
+  configureEngine({ lowMemory: true });
+  const px = opts.size * 8, steps = opts.steps;
+  const marks: { e: ProgressEvent; t: number; rss: number; peak: number }[] = [];
+  const onProgress = (e: ProgressEvent): void => {
+    marks.push({ e, t: now(), rss: rssMib(), peak: peakRssMib() });
+    if (e.step === e.total || e.stage === 'denoise') log(`pipeline_t2i_disk: ${e.stage} ${e.step}/${e.total} (RSS ${rssMib().toFixed(0)} MiB, peak ${peakRssMib().toFixed(0)} MiB)`);
+  };
+  log(`pipeline_t2i_disk: openCheckpoint(${dir}) + text-to-image ${px}x${px}, ${steps} DDIM steps, CFG 7.5, low-memory mode`);
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  const ck = openCheckpoint(dir);
+  const r = await textToImage(ck, {
+    prompt: 'a photograph of an astronaut riding a horse on the moon, highly detailed, 8k',
+    negativePrompt: 'blurry, low quality',
+    steps, guidance: 7.5, width: px, height: px, noise: createNoise('native', 1), onProgress,
+  });
+  const total = now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const at = (stage: string, step: 'first' | 'last'): (typeof marks)[number] => {
+    const ms = marks.filter((m) => m.e.stage === stage);
+    return step === 'first' ? ms[0]! : ms[ms.length - 1]!;
+  };
+  const phases: Record<string, number> = { open_to_encode: round(at('encode', 'first').t - t0) };
+  const phaseRss: Record<string, { rss: number; peak: number }> = {};
+  for (const stage of ['encode', 'denoise', 'decode']) {
+    phases[stage] = round(at(stage, 'last').t - at(stage, 'first').t);
+    phaseRss[stage] = { rss: Math.round(at(stage, 'last').rss), peak: Math.round(at(stage, 'last').peak) };
+  }
+  const denoise = marks.filter((m) => m.e.stage === 'denoise');
+  const stepTimes = denoise.slice(1).map((m, i) => round(m.t - denoise[i]!.t));
+  // The UNet's session: the one fed `sample`, created after the denoise loop started.
+  const unetCreate = creates.find((c) => c.inputs.includes('sample') && c.start >= denoise[0]!.t);
+  const unetBuild = unetCreate ? unetCreate.end - denoise[0]!.t : null;
+  const parameters = Number(process.env[`${ENV_MODEL_DIR}_PARAMS`] ?? '0');
+  const weightsMib = mib(parameters * 4);
+  const peak = peakRssMib();
+  return {
+    measure: 'pipeline_t2i_disk',
+    median_s: round(total), min_s: round(total), gflops: null, peak_rss_mib: Math.round(peak), build_s: unetBuild === null ? null : round(unetBuild),
+    first_call_s: round(total), runs: 1, times_s: [round(total)], flops: null,
+    cpu_util: round((cpu.user + cpu.system) / 1e6 / total, 2),
+    cpu_sys_fraction: round(cpu.system / (cpu.user + cpu.system), 2),
+    loadavg_1m: round(LOAD_AT_START, 2),
+    weights_mib: Math.round(weightsMib),
+    ratio: round(peak / weightsMib),
+    ...(opts.size === 64 ? { target_ratio: RATIO_TARGET.pipeline_t2i_disk } : {}),
+    steps,
+    phases_s: phases,
+    step_times_s: stepTimes,
+    phase_rss_mib: phaseRss,
+    ...(unetCreate ? { unet_create_s: round(unetCreate.end - unetCreate.start) } : {}),
+    sessions: sessionsField(creates),
+    finite: !hasNonFinite(r.latents) && r.images.length === 1,
+    size: opts.size,
+    threads: opts.threads ?? 'default',
+    ...ortOptionsField(opts),
+    note: `openCheckpoint(diffusers folder of F32 .safetensors, random SD 1.5 weights) + textToImage ${px}x${px}, ${steps} DDIM steps, CFG 7.5, configureEngine({ lowMemory: true }); F32 weights reach ORT by (file, offset), not through JS; wall time from openCheckpoint to the image (cold, page cache warm from the write); build_s = UNet build (denoise start -> UNet session created: graph + ORT create); write_s = writing the folder (not in the measure); ratio = peak_rss_mib / weights_mib`,
+  };
+}
+
+/** pno_iteration, the child: one PNO loss + gradient on SD 1.5 UNet + VAE (random weights) with the tiny CLIP tower. */
+async function pnoBench(opts: Options): Promise<Result> {
+  const spec = JSON.parse(process.env[ENV_PNO] ?? '{}') as { mode?: 'checkpointed' | 'whole_graph'; size?: number };
+  const mode = spec.mode ?? 'checkpointed', s = spec.size ?? Math.min(opts.size, 32);
+  const creates = timeSessionCreates();
+  const unetRw = new RandomWeights('random SD 1.5 UNet', unetWeightTable(sd15UnetConfig()));
+  const vaeRw = new RandomWeights('random SD 1.5 VAE', vaeWeightTable(autoencoderConfig(new Config('SD 1.5 vae/config.json (bench)', SD15_VAE))));
+  const component = (name: string, raw: Record<string, Json>, rw: RandomWeights): ComponentSource => ({
+    config: () => new Config(`SD 1.5 ${name}/config.json (bench)`, raw),
+    weights: () => rw,
+  });
+  const ck = Checkpoint.fromSources('bench-sd15-random-pno', { unet: component('unet', SD15_UNET, unetRw), vae: component('vae', SD15_VAE, vaeRw) }, SD15_SCHEDULER, () => CLIPTokenizer.bundled());
+  const tower = towerOfCLIPModel(CLIPModel.open(path.join(TINY_MODELS, 'tiny-clip')));
+  const problem = {
+    zT: randomTensor([1, 4, s, s], 1), c: randomTensor([1, 77, 768], 2), u: { shape: [1, 77, 768], data: new Float32Array(77 * 768) },
+    steps: 2, guidance: 5, reference: randomTensor([1, 32], 3),
+  };
+  log(`pno_iteration: ${mode}, latents ${s}x${s} (${s * 8}x${s * 8} px), 2 DDIM steps, guidance 5`);
+  const times: number[] = [];
+  const cpu0 = process.cpuUsage();
+  let r: Awaited<ReturnType<typeof pnoLossAndGrads>> | undefined;
+  let firstCreate = 0;
+  const runs = 1 + (opts.runs ?? 0);
+  for (let i = 0; i < runs; i++) {
+    const t0 = now();
+    r = await pnoLossAndGrads(ck, tower, problem, { checkpointing: mode === 'checkpointed' });
+    times.push(now() - t0);
+    if (i === 0) firstCreate = creates.reduce((a, c) => a + (c.end - c.start), 0);
+    log(`pno_iteration: call ${i + 1}/${runs} ${times[i]!.toFixed(1)} s, loss ${r.loss.toFixed(5)} (RSS ${rssMib().toFixed(0)} MiB, peak ${peakRssMib().toFixed(0)} MiB)`);
+  }
+  const wall = times.reduce((a, b) => a + b, 0);
+  const cpu = process.cpuUsage(cpu0);
+  const warm = times.slice(1);
+  const norm = (t: Tensor): number => Math.sqrt(t.data.reduce((a, x) => a + x * x, 0));
+  const weightsS = unetRw.generateSeconds + vaeRw.generateSeconds;
+  return {
+    measure: 'pno_iteration', mode,
+    median_s: round(warm.length ? median(warm) : times[0]!), min_s: round(Math.min(...(warm.length ? warm : times))), gflops: null,
+    peak_rss_mib: Math.round(peakRssMib()), build_s: round(firstCreate),
+    first_call_s: round(times[0]!), runs: times.length, times_s: times.map((t) => round(t)), flops: null,
+    wall_minus_create_s: round(times[0]! - firstCreate),
+    cpu_util: round((cpu.user + cpu.system) / 1e6 / wall, 2),
+    loadavg_1m: round(LOAD_AT_START, 2),
+    weights_s: round(weightsS),
+    weights_mib: Math.round(mib((unetRw.parameterCount + vaeRw.parameterCount) * 4)),
+    weights_read_mib: Math.round(mib(unetRw.readBytes + vaeRw.readBytes)),
+    sessions: sessionsField(creates),
+    loss: round(r!.loss, 5), grad_z_norm: round(norm(r!.gradZT)), grad_c_norm: round(norm(r!.gradC)),
+    finite: Number.isFinite(r!.loss) && !hasNonFinite(r!.gradZT) && !hasNonFinite(r!.gradC),
+    size: s, steps: 2,
+    threads: opts.threads ?? 'default',
+    ...ortOptionsField(opts),
+    note: `pnoLossAndGrads, checkpointing: ${mode === 'checkpointed'}, SD 1.5 UNet + VAE (random weights, in memory), latents ${s}x${s}, 2 DDIM steps, guidance 5, c random [1, 77, 768], u zeros, reference random [1, 32]; the CLIP tower is test/fixtures/models/tiny-clip on purpose (the cost is in the UNet and VAE); first call is cold: build_s = ORT InferenceSession.create seconds in it (excludes JS graph build / autodiff), weights_s = random-weight generation in it${warm.length ? '; median_s/min_s over the warm calls' : '; median_s = min_s = the cold call (--runs N adds warm calls)'}`,
+  };
+}
+
 async function runChild(measure: string, opts: Options): Promise<void> {
   patchSessionCreate(opts);
   if (opts.threads) configureEngine({ threads: opts.threads });
@@ -931,6 +1132,8 @@ async function runChild(measure: string, opts: Options): Promise<void> {
     case 'pipeline_t2i': r = await pipelineBench(opts); break;
     case 'vary_step_ratio': r = await varyStepRatio(opts); break;
     case 'controlnet_step_ratio': r = await controlNetStepRatio(opts); break;
+    case 'pipeline_t2i_disk': r = await pipelineDiskBench(opts); break;
+    case 'pno_iteration': r = await pnoBench(opts); break;
     default: r = await tinyBench(measure, opts);
   }
   process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -939,14 +1142,34 @@ async function runChild(measure: string, opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The parent: one child per measure, then the report.
 
-function spawnMeasure(measure: string, argv: readonly string[]): Promise<Result> {
+/** The child's resident set (MiB) from /proc, or 0 where it cannot be read. */
+function childRssMib(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function spawnMeasure(measure: string, argv: readonly string[], o: { env?: Record<string, string>; rssLimitMib?: number } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SCRIPT, ...argv, '--child', measure], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [SCRIPT, ...argv, '--child', measure], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...o.env } });
     let stdout = '';
+    let overLimit = 0;
+    const watch = o.rssLimitMib === undefined ? undefined : setInterval(() => {
+      const rss = childRssMib(child.pid!);
+      if (rss > o.rssLimitMib!) { overLimit = rss; child.kill('SIGKILL'); }
+    }, 250);
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.on('error', reject);
     child.on('close', (code, signal) => {
+      if (watch) clearInterval(watch);
       const line = stdout.split('\n').reverse().find((l) => l.startsWith('{'));
+      if (overLimit) {
+        reject(new Error(`${measure}: killed by the bench: RSS ${overLimit.toFixed(0)} MiB passed the limit of ${o.rssLimitMib} MiB`));
+        return;
+      }
       if (code !== 0 || !line) {
         reject(new Error(`${measure}: child process ${signal ? `killed by ${signal}` : `exited with ${code}`}${signal === 'SIGKILL' ? ' (out of memory?)' : ''}`));
         return;
@@ -975,6 +1198,14 @@ const fmtGiB = (m: number): string => (m / 1024).toFixed(2) + ' GiB';
 const verdict = (ratio: number, target: number | undefined): string => (target === undefined ? '' : ratio <= target ? `, target <= ${target}x met` : `, target <= ${target}x MISSED`);
 
 function describe(r: Result): string {
+  if (r.measure === 'pipeline_t2i_disk') {
+    const ph = r.phases_s ?? {};
+    return `${r.measure} ${fmtS(r.median_s)} cold (open ${fmtS(ph.open_to_encode ?? 0)}, encode ${fmtS(ph.encode ?? 0)}, denoise ${fmtS(ph.denoise ?? 0)} [steps ${(r.step_times_s ?? []).map(fmtS).join(', ')}], decode ${fmtS(ph.decode ?? 0)}); ` +
+      `UNet build ${r.build_s === null ? '-' : fmtS(r.build_s)} (ORT create ${fmtS(r.unet_create_s ?? 0)}); peak RSS ${fmtGiB(r.peak_rss_mib)} = ${r.ratio!.toFixed(2)}x the fp32 weights (${fmtGiB(r.weights_mib!)})${verdict(r.ratio!, r.target_ratio)}; folder written in ${fmtS(r.write_s ?? 0)} (not measured)${r.finite === false ? ' [output not finite!]' : ''}`;
+  }
+  if (r.measure === 'pno_iteration') {
+    return `${r.measure} ${r.mode} ${r.size}x${r.size}: ${fmtS(r.first_call_s)} cold (ORT session creation ${fmtS(r.build_s ?? 0)}, random weights ${fmtS(r.weights_s ?? 0)})${r.runs > 1 ? `, warm ${fmtS(r.median_s)}` : ''}; peak RSS ${fmtGiB(r.peak_rss_mib)}; loss ${r.loss}${r.finite === false ? ' [not finite!]' : ''}`;
+  }
   if (r.measure === 'pipeline_t2i') {
     const ph = r.phases_s ?? {};
     return `${r.measure.padEnd(15)} ${fmtS(r.median_s)} cold (${r.steps} steps: encode ${fmtS(ph.encode ?? 0)}, denoise ${fmtS(ph.denoise ?? 0)} [steps ${(r.step_times_s ?? []).map(fmtS).join(', ')}], decode ${fmtS(ph.decode ?? 0)}; ` +
@@ -1022,6 +1253,52 @@ function table(results: readonly Result[]): string {
   return [line(head), ...rows.map(line)].join('\n');
 }
 
+/** RSS at which the bench kills a PNO child (the machine has 24 GiB, shared). */
+const PNO_RSS_LIMIT_MIB = 20 * 1024;
+
+interface Job {
+  measure: string;
+  label: Record<string, string | number>;
+  /** A failure here is a result (the 64x64 PNO that may not fit), not an error of the bench. */
+  expectFailure?: boolean;
+  run(argv: readonly string[]): Promise<Result>;
+}
+
+/** The child processes of a measure: one for most; pipeline_t2i_disk writes its folder first; pno_iteration one per mode and size. */
+function jobsOf(m: string, opts: Options): Job[] {
+  if (m === 'pipeline_t2i_disk') {
+    return [{
+      measure: m, label: {},
+      async run(argv) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'visprompt-bench-sd15-'));
+        try {
+          log(`pipeline_t2i_disk: writing the random SD 1.5 checkpoint to ${dir} (streamed, not measured)`);
+          const t0 = now();
+          const { bytes, parameters } = writeRandomCheckpoint(dir);
+          const writeS = now() - t0;
+          log(`pipeline_t2i_disk: wrote ${fmtGiB(mib(bytes))} in ${fmtS(writeS)}`);
+          const r = await spawnMeasure(m, argv, { env: { [ENV_MODEL_DIR]: dir, [`${ENV_MODEL_DIR}_PARAMS`]: String(parameters) } });
+          return { ...r, write_s: round(writeS), write_mib: Math.round(mib(bytes)) };
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    }];
+  }
+  if (m === 'pno_iteration') {
+    const small = Math.min(opts.size, 32);
+    const specs: { mode: 'checkpointed' | 'whole_graph'; size: number; expectFailure?: boolean }[] = [
+      { mode: 'checkpointed', size: small }, { mode: 'whole_graph', size: small },
+    ];
+    if (opts.size >= 64) specs.push({ mode: 'checkpointed', size: 64, expectFailure: true });
+    return specs.map((spec) => ({
+      measure: m, label: { mode: spec.mode, size: spec.size }, expectFailure: spec.expectFailure,
+      run: (argv) => spawnMeasure(m, argv, { env: { [ENV_PNO]: JSON.stringify(spec) }, rssLimitMib: PNO_RSS_LIMIT_MIB }),
+    }));
+  }
+  return [{ measure: m, label: {}, run: (argv) => spawnMeasure(m, argv) }];
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const opts = parseOptions(argv);
@@ -1038,11 +1315,18 @@ async function main(): Promise<void> {
     const threads = opts.threads ?? `ORT default (${os.availableParallelism()} cores)`;
     console.log(`visprompt bench: SD 1.5 fp32, random weights, onnxruntime-node ${ort.env.versions.common} cpu, intra-op threads ${threads}, latents ${opts.size}x${opts.size} (${opts.size * 8}x${opts.size * 8} px)${opts.ort.length ? `, ORT options ${opts.ort.join(' ')}` : ''}${opts.ortFromFiles ? ', weights handed to ORT as files' : ''}`);
   }
-  for (const m of order) {
+  for (const job of order.flatMap((m) => jobsOf(m, opts))) {
+    const m = job.measure;
     let r: Result;
     try {
-      r = await spawnMeasure(m, forwarded);
+      r = await job.run(forwarded);
     } catch (e) {
+      if (job.expectFailure) {
+        console.error(`bench: ${(e as Error).message} (expected possible outcome, reported)`);
+        const line = { measure: m, ...job.label, error: (e as Error).message };
+        console.log(opts.json ? JSON.stringify(line) : `${m.padEnd(15)} ${JSON.stringify(job.label)}: ${line.error}`);
+        continue;
+      }
       failed = true;
       console.error(`bench: ${(e as Error).message}`);
       continue;

@@ -11,6 +11,7 @@
  * (a key the builder asks for that the table lacks) or as unread keys (`unread()`).
  */
 import { FileFormatError } from '../src/errors.js';
+import { SafetensorsWriter } from '../src/io/safetensors.js';
 import type { TensorSource } from '../src/io/weights.js';
 import type { AutoencoderKLConfig } from '../src/models/autoencoder-kl.js';
 import type { CLIPTextConfig } from '../src/models/clip.js';
@@ -328,4 +329,45 @@ export class RandomWeights implements TensorSource {
     if (!s) throw new FileFormatError(this.origin, 'missing weight (not in the random-weight table)', key);
     return s;
   }
+}
+
+/**
+ * Write a weight table as an F32 .safetensors file with the same data RandomWeights serves (same
+ * per-key xorshift stream), row block by row block: at most `blockBytes` of weights are in memory.
+ * Returns the bytes of tensor data written.
+ */
+export function writeRandomSafetensors(file: string, table: WeightTable, seed = 0, blockBytes = 4 << 20): number {
+  const w = new SafetensorsWriter(file, [...table].map(([name, s]) => ({ name, shape: s.shape })));
+  let total = 0;
+  try {
+    for (const [key, spec] of table) {
+      const rows = spec.shape[0] ?? 1;
+      const rowLen = numel(spec.shape) / rows;
+      const blockRows = Math.max(1, Math.floor(blockBytes / (rowLen * 4)));
+      const buf = new Float32Array(Math.min(rows, blockRows) * rowLen);
+      let x = seedOf(key, seed) >>> 0 || 1;
+      const bound = spec.init.kind === 'uniform' ? spec.init.bound : 0;
+      const scale = (2 * bound) / 4294967296;
+      for (let r = 0; r < rows; r += blockRows) {
+        const n = Math.min(blockRows, rows - r);
+        const out = n * rowLen === buf.length ? buf : buf.subarray(0, n * rowLen);
+        if (spec.init.kind === 'ones') out.fill(1);
+        else if (spec.init.kind === 'zeros') out.fill(0);
+        else {
+          // fillUniform's stream, carried across blocks
+          for (let i = 0; i < out.length; i++) {
+            x ^= x << 13;
+            x ^= x >>> 17;
+            x ^= x << 5;
+            out[i] = (x >>> 0) * scale - bound;
+          }
+        }
+        w.writeRows(key, r, out);
+        total += out.byteLength;
+      }
+    }
+  } finally {
+    w.close();
+  }
+  return total;
 }
