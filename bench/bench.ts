@@ -132,23 +132,11 @@ const SD15_TEXT: Record<string, Json> = {
 
 /** diffusers' ControlNetModel config of the SD 1.5 ControlNets (lllyasviel/sd-controlnet-*): the UNet's encoder. */
 const SD15_CONTROLNET: Record<string, Json> = {
+  ...Object.fromEntries(Object.entries(SD15_UNET).filter(([k]) => !['_class_name', 'out_channels', 'sample_size', 'up_block_types'].includes(k))),
   _class_name: 'ControlNetModel',
-  act_fn: 'silu',
-  attention_head_dim: 8,
-  block_out_channels: [320, 640, 1280, 1280],
   conditioning_channels: 3,
   conditioning_embedding_out_channels: [16, 32, 96, 256],
   controlnet_conditioning_channel_order: 'rgb',
-  cross_attention_dim: 768,
-  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
-  downsample_padding: 1,
-  flip_sin_to_cos: true,
-  freq_shift: 0,
-  in_channels: 4,
-  layers_per_block: 2,
-  mid_block_scale_factor: 1,
-  norm_eps: 1e-5,
-  norm_num_groups: 32,
 };
 
 /** scheduler/scheduler_config.json of SD 1.5, as DDIM. */
@@ -875,6 +863,47 @@ function patchSessionCreate(opts: Options): void {
   };
 }
 
+/** A text-to-image run with progress marks: wall time, CPU, per-phase times and RSS, per-step times. */
+async function timedTextToImage(label: string, opts: Options, open: () => Checkpoint) {
+  const px = opts.size * 8, steps = opts.steps;
+  const marks: { e: ProgressEvent; t: number; rss: number; peak: number }[] = [];
+  const onProgress = (e: ProgressEvent): void => {
+    marks.push({ e, t: now(), rss: rssMib(), peak: peakRssMib() });
+    if (e.step === e.total || e.stage === 'denoise') log(`${label}: ${e.stage} ${e.step}/${e.total} (RSS ${rssMib().toFixed(0)} MiB, peak ${peakRssMib().toFixed(0)} MiB)`);
+  };
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  const r = await textToImage(open(), {
+    prompt: 'a photograph of an astronaut riding a horse on the moon, highly detailed, 8k',
+    negativePrompt: 'blurry, low quality',
+    steps, guidance: 7.5, width: px, height: px, noise: createNoise('native', 1), onProgress,
+  });
+  const total = now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const at = (stage: string, step: 'first' | 'last'): (typeof marks)[number] => {
+    const ms = marks.filter((m) => m.e.stage === stage);
+    return step === 'first' ? ms[0]! : ms[ms.length - 1]!;
+  };
+  const phases: Record<string, number> = { open_to_encode: round(at('encode', 'first').t - t0) };
+  const phaseRss: Record<string, { rss: number; peak: number }> = {};
+  for (const stage of ['encode', 'denoise', 'decode']) {
+    phases[stage] = round(at(stage, 'last').t - at(stage, 'first').t);
+    phaseRss[stage] = { rss: Math.round(at(stage, 'last').rss), peak: Math.round(at(stage, 'last').peak) };
+  }
+  const denoise = marks.filter((m) => m.e.stage === 'denoise');
+  const stepTimes = denoise.slice(1).map((m, i) => round(m.t - denoise[i]!.t));
+  const common = {
+    median_s: round(total), min_s: round(total), gflops: null, first_call_s: round(total), runs: 1, times_s: [round(total)], flops: null,
+    cpu_util: round((cpu.user + cpu.system) / 1e6 / total, 2),
+    cpu_sys_fraction: round(cpu.system / (cpu.user + cpu.system), 2),
+    loadavg_1m: round(LOAD_AT_START, 2),
+    steps, phases_s: phases, step_times_s: stepTimes, phase_rss_mib: phaseRss,
+    finite: !hasNonFinite(r.latents) && r.images.length === 1,
+    size: opts.size, threads: opts.threads ?? ('default' as const),
+  };
+  return { px, steps, denoiseStart: denoise[0]!.t, common };
+}
+
 async function pipelineBench(opts: Options): Promise<Result> {
   configureEngine({ lowMemory: true });
   const component = (name: string, raw: Record<string, Json>, rw: RandomWeights): ComponentSource => ({
@@ -890,56 +919,20 @@ async function pipelineBench(opts: Options): Promise<Result> {
     vae: component('vae', SD15_VAE, vaeRw),
     text_encoder: component('text_encoder', SD15_TEXT, textRw),
   }, SD15_SCHEDULER, () => CLIPTokenizer.bundled());
-  const px = opts.size * 8, steps = opts.steps;
-  const marks: { e: ProgressEvent; t: number; rss: number; peak: number }[] = [];
-  const onProgress = (e: ProgressEvent): void => {
-    marks.push({ e, t: now(), rss: rssMib(), peak: peakRssMib() });
-    if (e.step === e.total || e.stage === 'denoise') log(`pipeline_t2i: ${e.stage} ${e.step}/${e.total} (RSS ${rssMib().toFixed(0)} MiB, peak ${peakRssMib().toFixed(0)} MiB)`);
-  };
-  log(`pipeline_t2i: text-to-image ${px}x${px}, ${steps} DDIM steps, CFG 7.5, low-memory mode (random weights made on read)`);
-  const cpu0 = process.cpuUsage();
-  const t0 = now();
-  const r = await textToImage(ck, {
-    prompt: 'a photograph of an astronaut riding a horse on the moon, highly detailed, 8k',
-    negativePrompt: 'blurry, low quality',
-    steps, guidance: 7.5, width: px, height: px, noise: createNoise('native', 1), onProgress,
-  });
-  const total = now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  const at = (stage: string, step: 'first' | 'last'): (typeof marks)[number] => {
-    const ms = marks.filter((m) => m.e.stage === stage);
-    return step === 'first' ? ms[0]! : ms[ms.length - 1]!;
-  };
-  const phases: Record<string, number> = {};
-  const phaseRss: Record<string, { rss: number; peak: number }> = {};
-  for (const stage of ['encode', 'denoise', 'decode']) {
-    phases[stage] = round(at(stage, 'last').t - at(stage, 'first').t);
-    phaseRss[stage] = { rss: Math.round(at(stage, 'last').rss), peak: Math.round(at(stage, 'last').peak) };
-  }
-  const denoise = marks.filter((m) => m.e.stage === 'denoise');
-  const stepTimes = denoise.slice(1).map((m, i) => round(m.t - denoise[i]!.t));
+  log(`pipeline_t2i: text-to-image ${opts.size * 8}x${opts.size * 8}, ${opts.steps} DDIM steps, CFG 7.5, low-memory mode (random weights made on read)`);
+  const { px, steps, common } = await timedTextToImage('pipeline_t2i', opts, () => ck);
   const weightsMib = mib(sources.reduce((s, rw) => s + rw.parameterCount * 4, 0));
   const peak = peakRssMib();
   const weightsS = sources.reduce((s, rw) => s + rw.generateSeconds, 0);
   return {
     measure: 'pipeline_t2i',
-    median_s: round(total), min_s: round(total), gflops: null, peak_rss_mib: Math.round(peak), build_s: null,
-    first_call_s: round(total), runs: 1, times_s: [round(total)], flops: null,
-    cpu_util: round((cpu.user + cpu.system) / 1e6 / total, 2),
-    cpu_sys_fraction: round(cpu.system / (cpu.user + cpu.system), 2),
-    loadavg_1m: round(LOAD_AT_START, 2),
+    ...common,
+    peak_rss_mib: Math.round(peak), build_s: null,
     weights_s: round(weightsS),
     weights_mib: Math.round(weightsMib),
     weights_read_mib: Math.round(mib(sources.reduce((s, rw) => s + rw.readBytes, 0))),
     ratio: round(peak / weightsMib),
     ...(opts.size === 64 ? { target_ratio: RATIO_TARGET.pipeline_t2i } : {}),
-    steps,
-    phases_s: phases,
-    step_times_s: stepTimes,
-    phase_rss_mib: phaseRss,
-    finite: !hasNonFinite(r.latents) && r.images.length === 1,
-    size: opts.size,
-    threads: opts.threads ?? 'default',
     ...ortOptionsField(opts),
     note: `textToImage ${px}x${px}, ${steps} DDIM steps, CFG 7.5, configureEngine({ lowMemory: true }); wall time includes session builds and ${weightsS.toFixed(1)} s of random-weight generation (weights_s, standing in for reading the checkpoint); step_times_s[0] includes the UNet build; ratio = peak_rss_mib / weights_mib`,
   };
@@ -1005,60 +998,23 @@ async function pipelineDiskBench(opts: Options): Promise<Result> {
   if (!dir) throw new Error(`pipeline_t2i_disk: the parent passes the model folder in ${ENV_MODEL_DIR}`);
   const creates = timeSessionCreates();
   configureEngine({ lowMemory: true });
-  const px = opts.size * 8, steps = opts.steps;
-  const marks: { e: ProgressEvent; t: number; rss: number; peak: number }[] = [];
-  const onProgress = (e: ProgressEvent): void => {
-    marks.push({ e, t: now(), rss: rssMib(), peak: peakRssMib() });
-    if (e.step === e.total || e.stage === 'denoise') log(`pipeline_t2i_disk: ${e.stage} ${e.step}/${e.total} (RSS ${rssMib().toFixed(0)} MiB, peak ${peakRssMib().toFixed(0)} MiB)`);
-  };
-  log(`pipeline_t2i_disk: openCheckpoint(${dir}) + text-to-image ${px}x${px}, ${steps} DDIM steps, CFG 7.5, low-memory mode`);
-  const cpu0 = process.cpuUsage();
-  const t0 = now();
-  const ck = openCheckpoint(dir);
-  const r = await textToImage(ck, {
-    prompt: 'a photograph of an astronaut riding a horse on the moon, highly detailed, 8k',
-    negativePrompt: 'blurry, low quality',
-    steps, guidance: 7.5, width: px, height: px, noise: createNoise('native', 1), onProgress,
-  });
-  const total = now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  const at = (stage: string, step: 'first' | 'last'): (typeof marks)[number] => {
-    const ms = marks.filter((m) => m.e.stage === stage);
-    return step === 'first' ? ms[0]! : ms[ms.length - 1]!;
-  };
-  const phases: Record<string, number> = { open_to_encode: round(at('encode', 'first').t - t0) };
-  const phaseRss: Record<string, { rss: number; peak: number }> = {};
-  for (const stage of ['encode', 'denoise', 'decode']) {
-    phases[stage] = round(at(stage, 'last').t - at(stage, 'first').t);
-    phaseRss[stage] = { rss: Math.round(at(stage, 'last').rss), peak: Math.round(at(stage, 'last').peak) };
-  }
-  const denoise = marks.filter((m) => m.e.stage === 'denoise');
-  const stepTimes = denoise.slice(1).map((m, i) => round(m.t - denoise[i]!.t));
+  log(`pipeline_t2i_disk: openCheckpoint(${dir}) + text-to-image ${opts.size * 8}x${opts.size * 8}, ${opts.steps} DDIM steps, CFG 7.5, low-memory mode`);
+  const { px, steps, denoiseStart, common } = await timedTextToImage('pipeline_t2i_disk', opts, () => openCheckpoint(dir));
   // The UNet's session: the one fed `sample`, created after the denoise loop started.
-  const unetCreate = creates.find((c) => c.inputs.includes('sample') && c.start >= denoise[0]!.t);
-  const unetBuild = unetCreate ? unetCreate.end - denoise[0]!.t : null;
+  const unetCreate = creates.find((c) => c.inputs.includes('sample') && c.start >= denoiseStart);
+  const unetBuild = unetCreate ? unetCreate.end - denoiseStart : null;
   const parameters = Number(process.env[`${ENV_MODEL_DIR}_PARAMS`] ?? '0');
   const weightsMib = mib(parameters * 4);
   const peak = peakRssMib();
   return {
     measure: 'pipeline_t2i_disk',
-    median_s: round(total), min_s: round(total), gflops: null, peak_rss_mib: Math.round(peak), build_s: unetBuild === null ? null : round(unetBuild),
-    first_call_s: round(total), runs: 1, times_s: [round(total)], flops: null,
-    cpu_util: round((cpu.user + cpu.system) / 1e6 / total, 2),
-    cpu_sys_fraction: round(cpu.system / (cpu.user + cpu.system), 2),
-    loadavg_1m: round(LOAD_AT_START, 2),
+    ...common,
+    peak_rss_mib: Math.round(peak), build_s: unetBuild === null ? null : round(unetBuild),
     weights_mib: Math.round(weightsMib),
     ratio: round(peak / weightsMib),
     ...(opts.size === 64 ? { target_ratio: RATIO_TARGET.pipeline_t2i_disk } : {}),
-    steps,
-    phases_s: phases,
-    step_times_s: stepTimes,
-    phase_rss_mib: phaseRss,
     ...(unetCreate ? { unet_create_s: round(unetCreate.end - unetCreate.start) } : {}),
     sessions: sessionsField(creates),
-    finite: !hasNonFinite(r.latents) && r.images.length === 1,
-    size: opts.size,
-    threads: opts.threads ?? 'default',
     ...ortOptionsField(opts),
     note: `openCheckpoint(diffusers folder of F32 .safetensors, random SD 1.5 weights) + textToImage ${px}x${px}, ${steps} DDIM steps, CFG 7.5, configureEngine({ lowMemory: true }); F32 weights reach ORT by (file, offset), not through JS; wall time from openCheckpoint to the image (cold, page cache warm from the write); build_s = UNet build (denoise start -> UNet session created: graph + ORT create); write_s = writing the folder (not in the measure); ratio = peak_rss_mib / weights_mib`,
   };
