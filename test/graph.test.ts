@@ -83,3 +83,26 @@ test('F32 weights stored as-is are read by ONNX Runtime from the file: JavaScrip
   for (let k = 0; k < 64; k++) s += xv.data[64 + k]! * w[k * 300 + 7]!;
   assert.ok(Math.abs(y.data[300 + 7]! - s) < 1e-4);
 });
+
+test('with a cache folder, half-precision checkpoints get float32 mirrors read by ONNX Runtime; results are unchanged', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { configureEngine } = await import('../src/graph/session.js');
+  const { openCheckpoint } = await import('../src/components/checkpoint.js');
+  const { textToImage } = await import('../src/pipelines/text-to-image.js');
+  const { modelDir } = await import('./helpers.js');
+  const latents = tensor([1, 4, 16, 16], new Float32Array(1024).map((_, i) => Math.sin(i * 0.37)));
+  const run = async () => (await textToImage(openCheckpoint(modelDir('tiny-sd15')), { prompt: 'a red fox', steps: 2, guidance: 6, latents, width: 64, height: 64 })).latents;
+  const plain = await run();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-mirror-'));
+  try {
+    configureEngine({ graphCache: dir });
+    const mirrored = await run();
+    const mirrors = fs.readdirSync(path.join(dir, 'f32-weights')).filter((f) => f.endsWith('.f32.safetensors'));
+    assert.equal(mirrors.length, 3, `unet, vae and text encoder mirrored: ${mirrors}`);
+    assert.deepEqual([...mirrored.data], [...plain.data]);
+  } finally {
+    configureEngine({ graphCache: undefined });
+  }
+});

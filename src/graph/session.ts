@@ -8,6 +8,7 @@ import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
+import { setWeightMirrorFolder } from '../io/f32-mirror.js';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { Graph } from './ir.js';
@@ -21,7 +22,10 @@ export interface EngineOptions {
   threads?: number;
   /** Release each model's sessions when a pipeline phase no longer needs them (the CLI's default). */
   lowMemory?: boolean;
-  /** Folder for ONNX Runtime's optimized graphs, reused by later processes (off when unset). */
+  /**
+   * Folder for ONNX Runtime's optimized graphs, reused by later processes, and for float32 mirrors of
+   * half-precision checkpoints (read by ONNX Runtime from disk) — off when unset.
+   */
   graphCache?: string;
 }
 
@@ -31,6 +35,7 @@ export function configureEngine(opts: EngineOptions): void {
   if (opts.device && !['cpu', 'webgpu', 'cuda'].includes(opts.device)) throw new InputError(`unknown device ${JSON.stringify(opts.device)} (expected cpu, webgpu or cuda)`);
   const structural = opts.device !== engineOptions.device || opts.threads !== engineOptions.threads;
   engineOptions = { ...engineOptions, ...opts };
+  setWeightMirrorFolder(engineOptions.graphCache ? path.join(engineOptions.graphCache, 'f32-weights') : undefined);
   if (structural) cache.clear();
 }
 

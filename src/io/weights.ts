@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile } from './safetensors.js';
+import { f32Mirror } from './f32-mirror.js';
 import type { FileSpan } from '../graph/ir.js';
 
 const EMPTY = new Float32Array(0);
@@ -54,7 +55,9 @@ export class SafetensorsSource implements TensorSource {
   location(key: string): { path: string; offset: number } | undefined {
     const { file, stored } = this.entry(key);
     const info = file.info(stored);
-    return info.dtype === 'F32' ? { path: file.path, offset: info.offset } : undefined;
+    if (info.dtype === 'F32') return { path: file.path, offset: info.offset };
+    const mirror = f32Mirror(file);
+    return mirror?.has(stored) ? { path: mirror.path, offset: mirror.info(stored).offset } : undefined;
   }
 
   private entry(key: string): { file: SafetensorsFile; stored: string } {
