@@ -126,3 +126,11 @@ test('vary: resized reference warns; bad lambdas, stratified steps, method are o
   fs.writeFileSync(notImage, Buffer.from([0xff, 0xd8, 0xff, 0x00, 0x01]));
   expectUserError(['vary', ...base.slice(1).map((a) => (a === IMAGE ? notImage : a))], /error: .*ref\.jpg: not an image/);
 });
+
+test('every command has --help', () => {
+  for (const cmd of ['tokenize', 'embed-text', 'embed-image', 'generate', 'invert', 'vary', 'inject', 'edit', 'fuse', 'train-aligner', 'train-attribute']) {
+    const r = run([cmd, '--help']);
+    assert.equal(r.code, 0, `${cmd} --help exit ${r.code}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`Usage: visprompt ${cmd}`));
+  }
+});
