@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Graph, type Value } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
@@ -32,3 +33,9 @@ for (const m of MODELS) {
     console.log(`${m} unet: ${errs.length} tensors, worst ${errs.slice(0, 3).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ')}; noise_pred ${errs.find(([k]) => k === 'noise_pred')![1].toExponential(1)}`);
   });
 }
+
+test('an unsupported block type in a config names the file, the key and the allowed types', () => {
+  const raw = JSON.parse(fs.readFileSync(path.join(modelDir('tiny-sd15'), 'unet', 'config.json'), 'utf8')) as Record<string, unknown>;
+  raw.down_block_types = ['CrossAttnDownBlock2D', 'SimpleCrossAttnDownBlock2D', 'DownBlock2D'];
+  assert.throws(() => unetConfig(new Config('unet/config.json', raw as never)), /unet\/config\.json \[down_block_types\]: block type SimpleCrossAttnDownBlock2D is not supported \(expected one of CrossAttnDownBlock2D, DownBlock2D\)/);
+});

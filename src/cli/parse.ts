@@ -1,23 +1,18 @@
 /** Flag value parsers for commander: each turns a bad value into a one-line InputError naming the flag. */
 import { InputError } from '../errors.js';
 
-export function int(flag: string, min = -Infinity, max = Infinity): (v: string) => number {
+function numeric(flag: string, integer: boolean, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n)) throw new InputError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
+    const ok = integer ? Number.isInteger(n) : Number.isFinite(n);
+    if (v.trim() === '' || !ok) throw new InputError(`${flag} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}`);
     if (n < min || n > max) throw new InputError(`${flag} must be in [${min}, ${max}], got ${n}`);
     return n;
   };
 }
 
-export function float(flag: string, min = -Infinity, max = Infinity): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new InputError(`${flag} must be a number, got ${JSON.stringify(v)}`);
-    if (n < min || n > max) throw new InputError(`${flag} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
+export const int = (flag: string, min = -Infinity, max = Infinity): ((v: string) => number) => numeric(flag, true, min, max);
+export const float = (flag: string, min = -Infinity, max = Infinity): ((v: string) => number) => numeric(flag, false, min, max);
 
 export function choice<T extends string>(flag: string, allowed: readonly T[]): (v: string) => T {
   return (v) => {

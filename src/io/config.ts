@@ -74,6 +74,14 @@ export class Config {
     return v as string[];
   }
 
+  /** A list of strings each of which is one of `allowed` (block types): names the first unsupported one. */
+  stringsOf<T extends string>(key: string, allowed: readonly T[], fallback?: T[]): T[] {
+    const list = this.strings(key, fallback);
+    const bad = list.find((t) => !(allowed as readonly string[]).includes(t));
+    if (bad !== undefined) throw new FileFormatError(this.file, `block type ${bad} is not supported (expected one of ${allowed.join(', ')})`, key);
+    return list as T[];
+  }
+
   /** An int or a list of ints (per-block settings such as attention_head_dim), broadcast to `n`. */
   ints(key: string, n: number, fallback?: number | number[]): number[] {
     const v = this.value(key, fallback);

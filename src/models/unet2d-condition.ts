@@ -40,12 +40,9 @@ export interface UNet2DConditionConfig {
 
 /** `encoderOnly`: a ControlNet config (no up blocks). */
 export function unetConfig(c: Config, opts: { encoderOnly?: boolean } = {}): UNet2DConditionConfig {
-  const downBlockTypes = c.strings('down_block_types') as DownBlockType[];
-  const upBlockTypes = (opts.encoderOnly ? [] : c.strings('up_block_types')) as UpBlockType[];
+  const downBlockTypes = c.stringsOf<DownBlockType>('down_block_types', ['CrossAttnDownBlock2D', 'DownBlock2D']);
+  const upBlockTypes = opts.encoderOnly ? [] : c.stringsOf<UpBlockType>('up_block_types', ['CrossAttnUpBlock2D', 'UpBlock2D']);
   const n = downBlockTypes.length;
-  for (const [key, list, allowed] of [['down_block_types', downBlockTypes, ['CrossAttnDownBlock2D', 'DownBlock2D']], ['up_block_types', upBlockTypes, ['CrossAttnUpBlock2D', 'UpBlock2D']]] as const) {
-    for (const t of list) if (!(allowed as readonly string[]).includes(t)) throw new FileFormatError(c.file, `block type ${t} is not supported (expected one of ${allowed.join(', ')})`, key);
-  }
   if (!opts.encoderOnly && upBlockTypes.length !== n) throw new FileFormatError(c.file, `expected ${n} up blocks (as many as down blocks), got ${upBlockTypes.length}`, 'up_block_types');
   const midBlockType = c.has('mid_block_type') ? c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn']) : 'UNetMidBlock2DCrossAttn';
   // diffusers' legacy naming: `attention_head_dim` holds the number of heads unless num_attention_heads is set.

@@ -41,11 +41,8 @@ export interface UNet2DConfig {
 }
 
 export function unet2DConfig(c: Config): UNet2DConfig {
-  const down = c.strings('down_block_types') as PixelDownBlockType[];
-  const up = c.strings('up_block_types') as PixelUpBlockType[];
-  for (const [key, list, allowed] of [['down_block_types', down, ['DownBlock2D', 'AttnDownBlock2D']], ['up_block_types', up, ['UpBlock2D', 'AttnUpBlock2D']]] as const) {
-    for (const t of list) if (!(allowed as readonly string[]).includes(t)) throw new FileFormatError(c.file, `block type ${t} is not supported (expected one of ${allowed.join(', ')})`, key);
-  }
+  const down = c.stringsOf<PixelDownBlockType>('down_block_types', ['DownBlock2D', 'AttnDownBlock2D']);
+  const up = c.stringsOf<PixelUpBlockType>('up_block_types', ['UpBlock2D', 'AttnUpBlock2D']);
   if (up.length !== down.length) throw new FileFormatError(c.file, `expected ${down.length} up blocks, got ${up.length}`, 'up_block_types');
   for (const key of ['class_embed_type', 'num_class_embeds']) if (c.has(key)) throw new FileFormatError(c.file, `class-conditional UNet2DModels are not supported (${key} is set)`, key);
   if (c.string('time_embedding_type', 'positional') !== 'positional') throw new FileFormatError(c.file, 'only "positional" time embeddings are supported', 'time_embedding_type');
