@@ -3,7 +3,7 @@
  * A variant (an image-prompt method, h-space injection, ControlNet residuals) contributes hooks and
  * extra graph inputs; the plain model is the variant-free graph.
  */
-import { Graph } from '../graph/ir.js';
+import { Graph, type Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { gradients } from '../graph/autodiff.js';
 import { compile, type Feed } from '../graph/session.js';
@@ -22,6 +22,11 @@ export interface UNetVariant {
   readonly outputs?: readonly string[];
 }
 
+export interface AddedConditioning {
+  readonly textEmbeds: Tensor;
+  readonly timeIds: Tensor;
+}
+
 export interface UNetCall {
   /** [B, C, h, w] */
   readonly sample: Tensor;
@@ -29,6 +34,10 @@ export interface UNetCall {
   readonly timestep: number | readonly number[];
   /** [B, L, D]; absent for unconditional (pixel-space UNet2DModel) networks. */
   readonly encoderHiddenStates?: Tensor;
+  /** Pooled text [B, P] and micro-conditioning time ids [B, 6], for UNets with added conditioning (SDXL); ignored by others. */
+  readonly addedCond?: AddedConditioning;
+  /** [B, time_cond_proj_dim] guidance-scale embedding, for UNets with time_cond_proj_dim (LCM); ignored by others. */
+  readonly timestepCond?: Tensor;
   readonly variant?: UNetVariant;
   /** Values of the variant's extra inputs. */
   readonly feeds?: Record<string, Feed>;
@@ -56,27 +65,60 @@ export class UNet {
     const ts = typeof call.timestep === 'number' ? Array<number>(b).fill(call.timestep) : call.timestep;
     if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for ${b} rows`);
     if (this.conditional !== (ehs !== undefined)) throw new Error(this.conditional ? 'UNet: text-conditioned model needs encoder_hidden_states' : 'UNet2DModel takes no encoder_hidden_states');
-    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${variant?.key ?? 'plain'}`;
+    const extraFeeds = this.conditioningFeeds(call);
+    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${Object.values(extraFeeds).map((f) => f.shape.join('x')).join(':')}:${variant?.key ?? 'plain'}`;
     const session = await compile(key, () => {
       const g = new Graph('unet');
       const x = g.input('sample', sample.shape);
       const t = g.input('timestep', [b]);
       const c = ehs ? g.input('encoder_hidden_states', ehs.shape) : undefined;
-      const inputs = { sample: x, timestep: t, encoderHiddenStates: c };
+      const inputs = { sample: x, timestep: t, encoderHiddenStates: c, ...conditioningInputs(g, extraFeeds) };
       const hooks = variant?.hooks(g, b, inputs);
       const taps = new Set(variant?.outputs ?? []);
       const tapped = new Map<string, Graph['inputs'][number]>();
       const withTaps: UNetHooks = { ...hooks, tap: (name, v) => { hooks?.tap?.(name, v); if (taps.has(name)) tapped.set(name, v); } };
       g.output('noise_pred', this.arch.kind === 'conditional'
-        ? unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c! }, this.weights, this.arch.unet, withTaps)
+        ? unet2DConditionModel({ ...inputs, encoderHiddenStates: c! }, this.weights, this.arch.unet, withTaps)
         : unet2DModel(x, t, this.weights, this.arch.unet, withTaps));
       for (const [name, v] of tapped) g.output(name, v);
       return g;
     });
-    const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), ...call.feeds });
+    const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), ...extraFeeds, ...call.feeds });
     const { noise_pred: noisePred, ...extra } = r;
     return { noisePred: noisePred!, extra };
   }
+
+  /** Whether this UNet takes the guidance scale as an embedding (LCM) instead of running classifier-free guidance. */
+  get embedsGuidance(): boolean { return this.arch.kind === 'conditional' && this.arch.unet.timeCondProjDim !== null; }
+
+  /** Feeds for the added conditioning this UNet uses (none for SD 1.x/2.x), checked against the batch. */
+  conditioningFeeds(call: Pick<UNetCall, 'sample' | 'addedCond' | 'timestepCond'>): Record<string, Tensor> {
+    if (this.arch.kind !== 'conditional') return {};
+    const cfg = this.arch.unet;
+    const b = call.sample.shape[0]!;
+    const feeds: Record<string, Tensor> = {};
+    const rowsOk = (name: string, t: Tensor): Tensor => {
+      if (t.shape[0] !== b) throw new Error(`UNet: ${name} has ${t.shape[0]} rows for ${b} samples`);
+      return t;
+    };
+    if (cfg.addition) {
+      if (!call.addedCond) throw new Error('UNet: this UNet (addition_embed_type text_time) needs added conditioning (pooled text embeds and time ids)');
+      feeds.text_embeds = rowsOk('text_embeds', call.addedCond.textEmbeds);
+      feeds.time_ids = rowsOk('time_ids', call.addedCond.timeIds);
+    }
+    if (cfg.timeCondProjDim !== null) {
+      if (!call.timestepCond) throw new Error('UNet: this UNet (time_cond_proj_dim) needs a guidance-scale embedding');
+      feeds.timestep_cond = rowsOk('timestep_cond', call.timestepCond);
+    }
+    return feeds;
+  }
+}
+
+/** Graph inputs for the added-conditioning feeds (names as conditioningFeeds makes them). */
+function conditioningInputs(g: Graph, feeds: Record<string, Tensor>): { addedCond?: { textEmbeds: Value; timeIds: Value }; timestepCond?: Value } {
+  const input = (name: string): Value | undefined => (feeds[name] ? g.input(name, feeds[name].shape) : undefined);
+  const textEmbeds = input('text_embeds'), timeIds = input('time_ids'), timestepCond = input('timestep_cond');
+  return { ...(textEmbeds && timeIds ? { addedCond: { textEmbeds, timeIds } } : {}), ...(timestepCond ? { timestepCond } : {}) };
 }
 
 /**
@@ -88,20 +130,21 @@ export async function unetVJP(unet: UNet, call: UNetCall, cotangent: Tensor): Pr
   const { sample, encoderHiddenStates: ehs } = call;
   const b = sample.shape[0]!;
   const ts = typeof call.timestep === 'number' ? Array<number>(b).fill(call.timestep) : call.timestep;
-  const session = await compile(`unet-vjp:${unet.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}`, () => {
+  const extraFeeds = unet.conditioningFeeds(call);
+  const session = await compile(`unet-vjp:${unet.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${Object.values(extraFeeds).map((f) => f.shape.join('x')).join(':')}`, () => {
     const g = new Graph('unet_vjp');
     const x = g.input('sample', sample.shape);
     const t = g.input('timestep', [b]);
     const c = ehs ? g.input('encoder_hidden_states', ehs.shape) : undefined;
     const cot = g.input('cotangent', sample.shape);
-    const out = unet.arch.kind === 'conditional' ? unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c! }, unet.weights, unet.arch.unet) : unet2DModel(x, t, unet.weights, unet.arch.unet);
+    const out = unet.arch.kind === 'conditional' ? unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c!, ...conditioningInputs(g, extraFeeds) }, unet.weights, unet.arch.unet) : unet2DModel(x, t, unet.weights, unet.arch.unet);
     const loss = op.reduceSum(op.mul(out, cot), [0, 1, 2, 3], false);
     const [dx, dc] = gradients(g, loss, c ? [x, c] : [x]);
     g.output('d_sample', dx!);
     if (dc) g.output('d_encoder_hidden_states', dc);
     return g;
   });
-  const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), cotangent });
+  const r = await session.run({ sample, timestep: { shape: [b], data: Float32Array.from(ts) }, ...(ehs ? { encoder_hidden_states: ehs } : {}), ...extraFeeds, cotangent });
   return { dSample: r.d_sample!, dEncoderHiddenStates: r.d_encoder_hidden_states };
 }
 

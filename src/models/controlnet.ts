@@ -53,7 +53,7 @@ export interface ControlNetResiduals {
  * the residuals ([B, 1, 1, 1] gives each row its own conditioning scale; zero switches a row off).
  */
 export function controlNetModel(inp: UNetInputs & { cond: Value; scale: Value }, vb: WeightsView, cfg: ControlNetConfig, tap?: (name: string, v: Value) => void): ControlNetResiduals {
-  const temb = unetTimeEmbedding(inp.timestep, vb, cfg);
+  const temb = unetTimeEmbedding(inp, vb, cfg);
   const ch0 = cfg.blockOutChannels[0]!;
   const convIn = conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 });
   const condEmb = conditioningEmbedding(inp.cond, vb.pp('controlnet_cond_embedding'), cfg);

@@ -20,7 +20,8 @@ export function timestepFeatures(t: Value, dim: number, flipSinToCos: boolean, f
   return emb;
 }
 
-/** linear_1 -> SiLU -> linear_2 */
-export function timestepEmbedding(x: Value, vb: WeightsView, inDim: number, timeEmbedDim: number): Value {
-  return linear(silu(linear(x, vb.pp('linear_1'), inDim, timeEmbedDim)), vb.pp('linear_2'), timeEmbedDim, timeEmbedDim);
+/** linear_1 -> SiLU -> linear_2; with `cond` (LCM's guidance embedding) x + cond_proj(cond) goes in. */
+export function timestepEmbedding(x: Value, vb: WeightsView, inDim: number, timeEmbedDim: number, cond?: { value: Value; dim: number }): Value {
+  const input = cond ? op.add(x, linear(cond.value, vb.pp('cond_proj'), cond.dim, inDim, false)) : x;
+  return linear(silu(linear(input, vb.pp('linear_1'), inDim, timeEmbedDim)), vb.pp('linear_2'), timeEmbedDim, timeEmbedDim);
 }

@@ -1,5 +1,5 @@
 /**
- * diffusers UNet2DConditionModel (SD 1.x / 2.x): conv_in, down blocks collecting skip connections,
+ * diffusers UNet2DConditionModel (SD 1.x / 2.x / XL): conv_in, down blocks collecting skip connections,
  * a cross-attention mid block (its output is the h-space), up blocks consuming the skips in reverse,
  * conv_norm_out -> SiLU -> conv_out. Hook points: every attention, the mid-block output, every skip.
  */
@@ -8,10 +8,12 @@ import { FileFormatError } from '../errors.js';
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import { conv2d, groupNorm, silu } from '../graph/nn.js';
+import * as op from '../graph/ops.js';
 import type { UNetHooks } from './hooks.js';
 import { resnetBlock2D } from './resnet.js';
 import { downBlocks, upBlocks, type SkeletonSpec } from './unet-skeleton.js';
 import { timestepEmbedding, timestepFeatures } from './embeddings.js';
+import { textTimeEmbedding, type TextTimeConfig } from './added-embedding.js';
 import { transformer2D } from './transformer-2d.js';
 
 export type DownBlockType = 'CrossAttnDownBlock2D' | 'DownBlock2D';
@@ -36,6 +38,10 @@ export interface UNet2DConditionConfig {
   freqShift: number;
   downsamplePadding: number;
   sampleSize: number;
+  /** SDXL's `text_time` added conditioning (pooled text + micro-conditioning time ids); null for SD 1.x/2.x. */
+  addition: TextTimeConfig | null;
+  /** Width of the guidance-scale embedding LCM-distilled UNets add to the timestep (time_cond_proj_dim); null when absent. */
+  timeCondProjDim: number | null;
 }
 
 /** `encoderOnly`: a ControlNet config (no up blocks). */
@@ -47,9 +53,12 @@ export function unetConfig(c: Config, opts: { encoderOnly?: boolean } = {}): UNe
   const midBlockType = c.has('mid_block_type') ? c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn']) : 'UNetMidBlock2DCrossAttn';
   // diffusers' legacy naming: `attention_head_dim` holds the number of heads unless num_attention_heads is set.
   const heads = c.optionalInts('num_attention_heads', n) ?? c.ints('attention_head_dim', n, 8);
-  for (const key of ['class_embed_type', 'addition_embed_type', 'encoder_hid_dim_type', 'time_cond_proj_dim']) {
-    if (c.has(key)) throw new FileFormatError(c.file, `${JSON.stringify(c.raw[key])} is not supported (SD 1.x/2.x UNets have null here)`, key);
+  for (const key of ['class_embed_type', 'encoder_hid_dim_type', 'reverse_transformer_layers_per_block']) {
+    if (c.has(key)) throw new FileFormatError(c.file, `${JSON.stringify(c.raw[key])} is not supported (SD 1.x/2.x/XL UNets have null here)`, key);
   }
+  const addition = c.has('addition_embed_type')
+    ? (c.oneOf('addition_embed_type', ['text_time']), { timeEmbedDim: c.int('addition_time_embed_dim'), inputDim: c.int('projection_class_embeddings_input_dim') })
+    : null;
   if (c.has('resnet_time_scale_shift') && c.string('resnet_time_scale_shift') !== 'default') throw new FileFormatError(c.file, 'only "default" is supported', 'resnet_time_scale_shift');
   const cross = c.raw.cross_attention_dim;
   return {
@@ -70,6 +79,8 @@ export function unetConfig(c: Config, opts: { encoderOnly?: boolean } = {}): UNe
     freqShift: c.int('freq_shift', 0),
     downsamplePadding: c.int('downsample_padding', 1),
     sampleSize: c.int('sample_size', 64),
+    addition,
+    timeCondProjDim: c.has('time_cond_proj_dim') ? c.int('time_cond_proj_dim') : null,
   };
 }
 
@@ -80,18 +91,32 @@ export interface UNetInputs {
   timestep: Value;
   /** [B, L, cross_attention_dim] */
   encoderHiddenStates: Value;
+  /** SDXL's added conditioning: pooled text [B, P] and time ids [B, 6] (required when the config has `addition`). */
+  addedCond?: { textEmbeds: Value; timeIds: Value };
+  /** [B, time_cond_proj_dim] guidance-scale embedding (required when the config has `timeCondProjDim`). */
+  timestepCond?: Value;
 }
 
 /** What a variant's hooks see of the denoiser's inputs (no text for unconditional UNets). */
 export type DenoiserInputs = Omit<UNetInputs, 'encoderHiddenStates'> & { encoderHiddenStates?: Value };
 
-/** Sinusoidal features and the time MLP: (time_proj, temb). */
-export function unetTimeEmbedding(timestep: Value, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
+/**
+ * The embedding every resnet receives: time_embedding(time_proj(t) [+ cond_proj(timestep_cond)]) plus,
+ * for SDXL, add_embedding(concat(text_embeds, add_time_proj(time_ids))).
+ */
+export function unetTimeEmbedding(inp: Pick<UNetInputs, 'timestep' | 'addedCond' | 'timestepCond'>, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
   const ch0 = cfg.blockOutChannels[0]!;
-  const tproj = timestepFeatures(timestep, ch0, cfg.flipSinToCos, cfg.freqShift);
+  const tproj = timestepFeatures(inp.timestep, ch0, cfg.flipSinToCos, cfg.freqShift);
   hooks?.tap?.('time_proj', tproj);
-  const temb = timestepEmbedding(tproj, vb.pp('time_embedding'), ch0, ch0 * 4);
+  if (cfg.timeCondProjDim !== null && !inp.timestepCond) throw new Error('UNet: this UNet (time_cond_proj_dim) needs a guidance-scale embedding input');
+  const cond = cfg.timeCondProjDim !== null ? { value: inp.timestepCond!, dim: cfg.timeCondProjDim } : undefined;
+  let temb = timestepEmbedding(tproj, vb.pp('time_embedding'), ch0, ch0 * 4, cond);
   hooks?.tap?.('time_embedding', temb);
+  if (cfg.addition) {
+    if (!inp.addedCond) throw new Error('UNet: this UNet (addition_embed_type text_time) needs text_embeds and time_ids');
+    temb = op.add(temb, textTimeEmbedding(inp.addedCond.textEmbeds, inp.addedCond.timeIds, vb, cfg.addition, { outDim: ch0 * 4, flipSinToCos: cfg.flipSinToCos, freqShift: cfg.freqShift }, hooks));
+    hooks?.tap?.('emb', temb);
+  }
   return temb;
 }
 
@@ -144,7 +169,7 @@ export function unetMidBlock(x: Value, temb: Value, ctx: Value, vb: WeightsView,
 export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
   const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
   const ch0 = cfg.blockOutChannels[0]!;
-  const temb = unetTimeEmbedding(inp.timestep, vb, cfg, hooks);
+  const temb = unetTimeEmbedding(inp, vb, cfg, hooks);
   const ctx = inp.encoderHiddenStates;
   const down = unetDownPath(conv2d(inp.sample, vb.pp('conv_in'), cfg.inChannels, ch0, 3, { padding: 1 }), temb, ctx, vb, cfg, hooks);
   let x = down.h;
