@@ -20,13 +20,21 @@ import { ImageEncoder } from './image-encoder.js';
 import { TextEncoder } from './text-encoder.js';
 import { UNet } from './unet.js';
 import { VAE } from './vae.js';
+import { PromptConditioner } from './prompt-conditioner.js';
 
-export type ComponentName = 'tokenizer' | 'text_encoder' | 'unet' | 'vae' | 'scheduler' | 'image_encoder' | 'feature_extractor';
+export type ComponentName = 'tokenizer' | 'text_encoder' | 'tokenizer_2' | 'text_encoder_2' | 'unet' | 'vae' | 'scheduler' | 'image_encoder' | 'feature_extractor';
 
 /** Where a component's config and weights come from. */
 export interface ComponentSource {
   config(): Config;
   weights(): TensorSource;
+}
+
+/** What a pipeline family adds beyond its components (model_index.json settings, a second tokenizer). */
+export interface CheckpointFamilyOptions {
+  tokenizer2?: () => CLIPTokenizer;
+  /** StableDiffusionXLPipeline's force_zeros_for_empty_prompt: a missing negative prompt gives zero embeddings. */
+  forceZerosForEmptyPrompt?: boolean;
 }
 
 export class Checkpoint {
@@ -39,6 +47,8 @@ export class Checkpoint {
     readonly path: string,
     private readonly resolve: (name: ComponentName) => ComponentSource | string | undefined,
     private readonly tokenizerLoader: () => CLIPTokenizer,
+    /** The second tokenizer (SDXL) and model_index.json settings of the pipeline. */
+    private readonly family: CheckpointFamilyOptions = {},
   ) {}
 
   /** A diffusers folder. (Single-file checkpoints: see openCheckpoint.) */
@@ -53,10 +63,11 @@ export class Checkpoint {
       if (declared) throw new FileFormatError(p, `model folder is missing the ${name} component that model_index.json lists`);
       return undefined;
     };
+    const forceZeros = listed?.raw.force_zeros_for_empty_prompt;
     return new Checkpoint(dir, (name) => {
       const p = folder(name);
       if (!p) return undefined;
-      return name === 'scheduler' || name === 'tokenizer' || name === 'feature_extractor' ? p : {
+      return name === 'scheduler' || name === 'tokenizer' || name === 'tokenizer_2' || name === 'feature_extractor' ? p : {
         config: () => Config.read(path.join(p, 'config.json')),
         weights: () => openComponentWeights(p),
       };
@@ -64,12 +75,19 @@ export class Checkpoint {
       const p = folder('tokenizer');
       if (!p) throw new FileFormatError(dir, 'model folder has no tokenizer/ component');
       return CLIPTokenizer.fromDir(p);
+    }, {
+      tokenizer2: () => {
+        const p = folder('tokenizer_2');
+        if (!p) throw new FileFormatError(dir, 'model folder has no tokenizer_2/ component (its text_encoder_2 needs one)');
+        return CLIPTokenizer.fromDir(p);
+      },
+      forceZerosForEmptyPrompt: forceZeros === true,
     });
   }
 
   /** A checkpoint built from component sources (single-file layouts). */
-  static fromSources(origin: string, sources: Partial<Record<ComponentName, ComponentSource>>, scheduler: Record<string, Json>, tokenizer: () => CLIPTokenizer): Checkpoint {
-    const ck = new Checkpoint(origin, (name) => sources[name], tokenizer);
+  static fromSources(origin: string, sources: Partial<Record<ComponentName, ComponentSource>>, scheduler: Record<string, Json>, tokenizer: () => CLIPTokenizer, family: CheckpointFamilyOptions = {}): Checkpoint {
+    const ck = new Checkpoint(origin, (name) => sources[name], tokenizer, family);
     ck.memo.set('scheduler', scheduler);
     return ck;
   }
@@ -103,6 +121,32 @@ export class Checkpoint {
     return this.once('text_encoder', () => {
       const s = this.source('text_encoder');
       return new TextEncoder(this.tokenizer(), clipTextConfig(s.config()), new WeightsView(s.weights()), `${this.path}#text_encoder`);
+    });
+  }
+
+  tokenizer2(): CLIPTokenizer {
+    return this.once('tokenizer_2', () => {
+      if (!this.family.tokenizer2) throw new FileFormatError(path.join(this.path, 'tokenizer_2'), 'model has no tokenizer_2 component');
+      return this.family.tokenizer2();
+    });
+  }
+
+  /** SDXL's second text encoder (CLIPTextModelWithProjection). */
+  textEncoder2(): TextEncoder {
+    return this.once('text_encoder_2', () => {
+      const s = this.source('text_encoder_2');
+      const vb = new WeightsView(s.weights());
+      return new TextEncoder(this.tokenizer2(), clipTextConfig(s.config()), vb, `${this.path}#text_encoder_2`, vb.has('text_projection.weight') ? vb.pp('text_projection') : undefined);
+    });
+  }
+
+  /** Prompts -> UNet conditioning for this model's family (one encoder, or SDXL's two with pooled output). */
+  conditioner(): PromptConditioner {
+    return this.once('conditioner', () => {
+      const unet = this.unet();
+      const dual = this.has('text_encoder_2');
+      const encoders = dual ? [this.textEncoder(), this.textEncoder2()] : [this.textEncoder()];
+      return new PromptConditioner(encoders, dual, this.family.forceZerosForEmptyPrompt ?? false, unet.config.addition, unet.config.crossAttentionDim, path.join(this.path, 'unet'));
     });
   }
 

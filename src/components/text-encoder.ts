@@ -23,7 +23,52 @@ export class TextEncoder {
     readonly weights: WeightsView,
     /** Identifies the weights in the session cache. */
     readonly id: string,
+    /** CLIPTextModelWithProjection's `text_projection` (SDXL's second encoder), if any. */
+    readonly projection?: WeightsView,
   ) {}
+
+  /**
+   * What SDXL takes from an encoder: the raw hidden_states[-(fromEnd)] (no final layer norm; 2 = the
+   * penultimate layer) and the pooled output (final layer norm at the end-of-text token), projected by
+   * text_projection when the encoder has one (`text_embeds`).
+   */
+  async encodeHidden(prompts: readonly string[], fromEnd: number): Promise<{ hiddenState: Tensor; pooled: Tensor; truncated: readonly string[] }> {
+    const layers = this.config.numHiddenLayers;
+    if (!Number.isInteger(fromEnd) || fromEnd < 1 || fromEnd > layers + 1) throw new InputError(`--clip-skip must be an integer in [0, ${layers - 1}], got ${fromEnd - 2}`);
+    const encodings = prompts.map((p) => this.tokenizer.encode(p));
+    const len = this.tokenizer.modelMaxLength;
+    const b = prompts.length;
+    const d = this.config.hiddenSize;
+    const proj = this.projection ? { dim: this.config.projectionDim ?? this.projection.shape('weight')[0]!, vb: this.projection } : undefined;
+    const session = await compile(`text-hidden:${this.id}:${b}x${len}:from-end${fromEnd}`, () => {
+      const g = new Graph('clip_text_hidden');
+      const ids = g.input('input_ids', [b, len], 'int64');
+      const out = clipTextModel(ids, this.weights, this.config);
+      g.output('hidden_state', out.hiddenStates[out.hiddenStates.length - fromEnd]!);
+      g.output('final', out.lastHiddenState);
+      return g;
+    });
+    const r = await session.run({ input_ids: { int64: encodings.flatMap((e) => e.input_ids), shape: [b, len] } });
+    const final = r.final!;
+    const pooledRows = encodings.map((e, i) => {
+      const at = poolIndex(e.input_ids, this.config.eosTokenId);
+      return final.data.subarray((i * len + at) * d, (i * len + at + 1) * d);
+    });
+    let pooled: Tensor = { shape: [b, d], data: new Float32Array(b * d) };
+    pooledRows.forEach((row, i) => pooled.data.set(row, i * d));
+    if (proj) {
+      // text_projection (Linear, no bias) on the pooled rows, float32 accumulation.
+      const w = proj.vb.get('weight', [proj.dim, d]).data;
+      const out = new Float32Array(b * proj.dim);
+      for (let i = 0; i < b; i++) for (let o = 0; o < proj.dim; o++) {
+        let acc = 0;
+        for (let k = 0; k < d; k++) acc = Math.fround(acc + Math.fround(pooled.data[i * d + k]! * w[o * d + k]!));
+        out[i * proj.dim + o] = acc;
+      }
+      pooled = { shape: [b, proj.dim], data: out };
+    }
+    return { hiddenState: r.hidden_state!, pooled, truncated: prompts.filter((_, i) => encodings[i]!.truncated) };
+  }
 
   /** Embeddings of each prompt; `clipSkip` N uses hidden_states[-(N+1)] through the final layer norm (diffusers' clip_skip). */
   async encode(prompts: readonly string[], opts: { clipSkip?: number } = {}): Promise<TextEmbeddings> {
