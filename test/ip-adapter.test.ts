@@ -10,6 +10,7 @@ import { crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant } from '../src/ad
 import { IPAdapter } from '../src/adapters/ip-adapter/ip-adapter-file.js';
 import { ipAdapterPlusImageProjection, projectImageEmbeds } from '../src/adapters/ip-adapter/image-projection.js';
 import { ipAdapterTokens } from '../src/adapters/ip-adapter/prepare.js';
+import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff, rows, type Tensor } from '../src/tensor.js';
 import { close, golden, goldenPath, modelDir } from './helpers.js';
 
@@ -88,4 +89,39 @@ test('UNet with IP-Adapter tokens at scales 1 and 0.5 (base, plus): noise and at
     }
   }
   console.log(`ip-adapter unet: ${errs.join(', ')}`);
+});
+
+interface PipelineMeta { prompt: string; negative_prompt: string; num_inference_steps: number; guidance_scale: number; width: number; height: number; adapters: string[]; ip_adapter_scale: number | number[] }
+
+test('StableDiffusionPipeline + IP-Adapter parity (base, plus, base + plus at once; 4 DDIM steps, CFG 7.5)', async () => {
+  const ck = openCheckpoint(modelDir('tiny-sd15'));
+  const images = [await readImageRGB(goldenPath(IPA, 'ip_image_0.png')), await readImageRGB(goldenPath(IPA, 'ip_image_1.png'))];
+  const errs: string[] = [];
+  for (const name of ['pipeline_base', 'pipeline_plus', 'pipeline_multi']) {
+    const gold = golden(IPA, name);
+    const meta = JSON.parse(fs.readFileSync(goldenPath(IPA, `${name}.json`), 'utf8')) as PipelineMeta;
+    const scales = Array.isArray(meta.ip_adapter_scale) ? meta.ip_adapter_scale : [meta.ip_adapter_scale];
+    const steps: Tensor[] = [];
+    const r = await textToImage(ck, {
+      prompt: meta.prompt, negativePrompt: meta.negative_prompt, steps: meta.num_inference_steps, guidance: meta.guidance_scale,
+      width: meta.width, height: meta.height, latents: gold.latents_in!, latentsOnly: true,
+      ipAdapters: meta.adapters.map((a, j) => ({ adapter: adapterFile(a), image: images[j]!, scale: scales[j]! })),
+      onStepEnd: (_i, _t, l) => steps.push(l),
+    });
+    steps.forEach((l, i) => close(l, gold[`step_${i}.latents_after`]!, 1e-4, `${name} step ${i}`));
+    errs.push(`${name} ${close(r.latents, gold.final_latents!, 1e-4, `${name} final latents`).toExponential(1)}`);
+  }
+  console.log(`ip-adapter pipelines: ${errs.join(', ')}`);
+});
+
+test('IP-Adapter at scale 0 equals plain generation bit for bit; a nonzero scale changes it', async () => {
+  const ck = openCheckpoint(modelDir('tiny-sd15'));
+  const gold = golden(IPA, 'pipeline_base');
+  const image = await readImageRGB(goldenPath(IPA, 'ip_image_0.png'));
+  const base = { prompt: 'a portrait of a woman in a garden', negativePrompt: 'blurry, low quality', steps: 2, guidance: 7.5, width: 64, height: 64, latents: gold.latents_in!, latentsOnly: true };
+  const plain = await textToImage(ck, base);
+  const zero = await textToImage(ck, { ...base, ipAdapters: [{ adapter: adapterFile(BASE), image, scale: 0 }, { adapter: adapterFile(PLUS), image, scale: 0 }] });
+  assert.equal(maxAbsDiff(zero.latents, plain.latents), 0);
+  const on = await textToImage(ck, { ...base, ipAdapters: [{ adapter: adapterFile(PLUS), image, scale: 0.5 }] });
+  assert.ok(maxAbsDiff(on.latents, plain.latents) > 1e-3);
 });

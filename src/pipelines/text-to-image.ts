@@ -6,6 +6,8 @@
 import type { Checkpoint } from '../components/checkpoint.js';
 import { composeVariants, type UNetVariant } from '../components/unet.js';
 import { controlNetFeeds, controlNetVariant, prepareControls, type ControlInput } from '../components/controlnet.js';
+import type { ImageEncoder } from '../components/image-encoder.js';
+import { guidanceRows, ipAdapterSetup, type IPAdapterInput } from '../adapters/ip-adapter/prepare.js';
 import type { Feed } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
@@ -23,6 +25,10 @@ export interface TextToImageOptions extends SamplingOptions {
   embeddings?: { cond: Tensor; uncond: Tensor };
   /** ControlNets with their condition images (at the output size) and scales. */
   controls?: readonly ControlInput[];
+  /** IP-Adapters with their image prompts and scales (several at once: their attentions add up). */
+  ipAdapters?: readonly IPAdapterInput[];
+  /** The CLIP image encoder for the IP-Adapters (default: the model's image_encoder/); a folder or an encoder. */
+  imageEncoder?: ImageEncoder | string;
   /** Skip the VAE (output_type='latent'). */
   latentsOnly?: boolean;
   /** Per-step hook for methods: a UNet variant and its feeds for this step. */
@@ -68,6 +74,7 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
 
   const controls = prepareControls(o.controls ?? [], shape[3]! * factor, shape[2]! * factor, factor);
   const control = controlNetVariant(controls);
+  const ip = await ipAdapterSetup(ck, o.ipAdapters, o.imageEncoder);
   scheduler.setTimesteps(steps);
   const ts = scheduler.timesteps;
   for (let i = 0; i < ts.length; i++) {
@@ -75,8 +82,8 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     report(o, 'denoise', i, ts.length);
     const input = cfg ? concatRows([latents, latents]) : latents;
     const v = o.variantForStep?.(i, t);
-    const variant = composeVariants([control, v?.variant]);
-    const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...v?.feeds };
+    const variant = composeVariants([control, ip?.variant, v?.variant]);
+    const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...ip?.feeds(guidanceRows(cfg, k)), ...v?.feeds };
     const { noisePred } = await unet.run({ sample: input, timestep: t, encoderHiddenStates: context, variant, feeds });
     const eps = cfg ? guide(noisePred, guidance) : noisePred.data;
     latents = { shape: latents.shape, data: scheduler.step(eps, t, latents.data, { eta: o.eta ?? 0, noise: o.noise }).prevSample };

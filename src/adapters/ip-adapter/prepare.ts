@@ -12,7 +12,7 @@ import type { Checkpoint } from '../../components/checkpoint.js';
 import { ImageEncoder } from '../../components/image-encoder.js';
 import type { UNet, UNetVariant } from '../../components/unet.js';
 import { FileFormatError, InputError } from '../../errors.js';
-import type { Feed } from '../../graph/session.js';
+import { lowMemory, releaseSessions, type Feed } from '../../graph/session.js';
 import { CLIPImageProcessor } from '../../io/clip-image-processor.js';
 import { Config } from '../../io/config.js';
 import type { RGBImage } from '../../io/image.js';
@@ -51,7 +51,9 @@ export function openImageEncoder(dir: string, ck?: Checkpoint): ImageEncoder {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`--image-encoder must be a folder with config.json and model.safetensors (a CLIPVisionModelWithProjection), got ${dir}`);
   const configFile = path.join(dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new FileFormatError(configFile, 'no config.json: not a CLIP image encoder folder');
-  const config = clipVisionConfig(Config.read(configFile));
+  const raw = Config.read(configFile);
+  if (raw.raw.vision_config !== undefined) throw new FileFormatError(configFile, 'a CLIPModel config (text and vision towers); --image-encoder needs a CLIPVisionModelWithProjection folder (e.g. h94/IP-Adapter models/image_encoder)', 'vision_config');
+  const config = clipVisionConfig(raw);
   const size = config.imageSize;
   const processor = (ck && modelImageProcessor(ck)) ?? new CLIPImageProcessor({ size: { shortest_edge: size }, crop_size: { height: size, width: size } });
   const vb = new WeightsView(openComponentWeights(dir));
@@ -118,4 +120,17 @@ export function ipAdapterConditioning(unet: UNet, prepared: readonly PreparedIPA
   const variant = ipAdapterVariant(unet, prepared.map((p) => ({ adapter: p.adapter, numTokens: p.cond.shape[1]! })));
   if (!variant) return undefined;
   return { variant, feeds: (rowsOf) => ipAdapterFeeds(prepared, rowsOf) };
+}
+
+/** Prepare the adapters of a run (none: undefined); in low-memory mode the image encoder's sessions are freed after. */
+export async function ipAdapterSetup(ck: Checkpoint, inputs: readonly IPAdapterInput[] | undefined, imageEncoder?: ImageEncoder | string): Promise<IPAdapterConditioning | undefined> {
+  if (!inputs?.length) return undefined;
+  const prepared = await prepareIPAdapters(ck, inputs, { imageEncoder });
+  if (lowMemory()) await releaseSessions((key) => key.startsWith('clip-vision:') || key.includes(':image_proj:'));
+  return ipAdapterConditioning(ck.unet(), prepared);
+}
+
+/** The rows of a text-to-image UNet call: [uncond x K, cond x K] with guidance, [cond x K] without. */
+export function guidanceRows(cfg: boolean, k: number): IPRow[] {
+  return [...Array<IPRow>(cfg ? k : 0).fill('uncond'), ...Array<IPRow>(k).fill('cond')];
 }

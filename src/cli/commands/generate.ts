@@ -12,6 +12,7 @@ import { choice, float, int, seed } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
 export interface SamplingFlags {
   model: string;
@@ -74,9 +75,9 @@ export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { see
 }
 
 export function registerGenerateCommands(program: Command, globals: () => GlobalOptions): void {
-  addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)').option('--prompt <text>', 'the prompt (required for text-conditioned models)'), { steps: 50, guidance: 7.5 })
+  addIPAdapterFlags(addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)').option('--prompt <text>', 'the prompt (required for text-conditioned models)'), { steps: 50, guidance: 7.5 }))
     .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
-    .action(async (o: SamplingFlags & { prompt?: string; clipSkip?: number }) => {
+    .action(async (o: SamplingFlags & IPAdapterFlags & { prompt?: string; clipSkip?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals());
       if (ck.isPixelSpace() && o.prompt !== undefined) progress.warn('this is an unconditional pixel-space model: --prompt is ignored');
@@ -85,7 +86,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
-        clipSkip: o.clipSkip, controls: await controlsFrom(o), onProgress: progress.onProgress,
+        clipSkip: o.clipSkip, controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: progress.onProgress,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
