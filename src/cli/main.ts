@@ -13,6 +13,7 @@ import { registerVaryCommand } from './commands/vary.js';
 import { registerHSpaceCommands } from './commands/hspace.js';
 import { registerTrainCommands } from './commands/train.js';
 import { registerFuseCommand } from './commands/fuse.js';
+import { registerServeCommands } from './commands/serve.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -52,6 +53,7 @@ registerVaryCommand(program, globals);
 registerHSpaceCommands(program, globals);
 registerTrainCommands(program, globals);
 registerFuseCommand(program, globals);
+registerServeCommands(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
 }
