@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { FileFormatError } from '../errors.js';
+import { parsePythonJson } from './python-json.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -19,7 +20,7 @@ export class Config {
     }
     let raw: unknown;
     try {
-      raw = JSON.parse(text);
+      raw = parsePythonJson(text); // Python's json writes NaN / Infinity / -Infinity
     } catch (e) {
       throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
     }
