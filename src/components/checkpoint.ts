@@ -20,6 +20,7 @@ import { ImageEncoder } from './image-encoder.js';
 import { TextEncoder } from './text-encoder.js';
 import { UNet } from './unet.js';
 import { VAE } from './vae.js';
+import type { LatentAutoencoder } from './latent-autoencoder.js';
 import { PromptConditioner } from './prompt-conditioner.js';
 
 export type ComponentName = 'tokenizer' | 'text_encoder' | 'tokenizer_2' | 'text_encoder_2' | 'unet' | 'vae' | 'scheduler' | 'image_encoder' | 'feature_extractor';
@@ -165,6 +166,14 @@ export class Checkpoint {
       return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae`);
     });
   }
+
+  private replacementAutoencoder: LatentAutoencoder | undefined;
+
+  /** Encode and decode images with `ae` (the tiny VAE) instead of the VAE; it must share the VAE's latent space. */
+  useAutoencoder(ae: LatentAutoencoder | undefined): void { this.replacementAutoencoder = ae; }
+
+  /** The autoencoder pipelines encode and decode images with: the one given to useAutoencoder, else the VAE. */
+  autoencoder(): LatentAutoencoder { return this.replacementAutoencoder ?? this.vae(); }
 
   /** The raw scheduler_config.json object. */
   schedulerConfig(): { file: string; raw: Record<string, Json> } {

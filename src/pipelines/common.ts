@@ -1,5 +1,5 @@
 /** Pieces every pipeline shares: latent shapes, row repetition, decoding to 8-bit images. */
-import type { VAE } from '../components/vae.js';
+import type { LatentAutoencoder } from '../components/latent-autoencoder.js';
 import type { Checkpoint, ComponentName } from '../components/checkpoint.js';
 import { lowMemory } from '../graph/session.js';
 import { InputError } from '../errors.js';
@@ -46,7 +46,7 @@ export function repeatRows(t: Tensor, k: number): Tensor {
 }
 
 /** VAE decode one image at a time (peak memory), then diffusers' postprocess to uint8. */
-export async function decodeLatents(vae: VAE, latents: Tensor, ctl?: RunControl): Promise<RGBImage[]> {
+export async function decodeLatents(vae: LatentAutoencoder, latents: Tensor, ctl?: RunControl): Promise<RGBImage[]> {
   const k = latents.shape[0]!;
   const inner = latents.data.length / k;
   const proc = new VaeImageProcessor({ vae_scale_factor: vae.scaleFactor });

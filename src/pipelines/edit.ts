@@ -54,6 +54,6 @@ export async function edit(ck: Checkpoint, o: EditOptions): Promise<GeneratedIma
     onProgress: o.onProgress,
     signal: o.signal,
   });
-  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.vae(), x, o);
+  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);
   return { latents: x, images, truncatedPrompts: [] };
 }

@@ -109,6 +109,6 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
     onProgress: o.onProgress,
     signal: o.signal,
   });
-  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.vae(), x, o);
+  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);
   return { latents: x, images, truncatedPrompts: [] };
 }

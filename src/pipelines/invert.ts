@@ -38,7 +38,7 @@ export interface Inversion {
 /** The image in the model's sampling space: VAE latents (mean x scaling factor), or pixels in [-1, 1] for pixel-space models. */
 export async function imageToLatents(ck: Checkpoint, image: RGBImage, size?: { width?: number; height?: number }): Promise<Tensor> {
   if (ck.isPixelSpace()) return new VaeImageProcessor({ vae_scale_factor: 1 }).preprocess(image, { width: size?.width, height: size?.height });
-  const vae = ck.vae();
+  const vae = ck.autoencoder(); // the tiny VAE when one is set
   const proc = new VaeImageProcessor({ vae_scale_factor: vae.scaleFactor });
   return vae.encodeToLatents(proc.preprocess(image, { width: size?.width, height: size?.height }));
 }

@@ -15,6 +15,7 @@ import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { doClassifierFreeGuidance, guide } from './guidance.js';
 import { report } from './progress.js';
+import { previewHook, type PreviewOptions } from './preview.js';
 import { decodeLatents, latentShape, phaseDone, repeatRows, samplesToImages, type GeneratedImages, type SamplingOptions } from './common.js';
 
 export interface TextToImageOptions extends SamplingOptions {
@@ -35,6 +36,8 @@ export interface TextToImageOptions extends SamplingOptions {
   variantForStep?: (i: number, t: number) => { variant: UNetVariant; feeds: Record<string, Feed> } | undefined;
   /** Called after each step with the latents (tests, callbacks). */
   onStepEnd?: (i: number, t: number, latents: Tensor) => void;
+  /** Decoded previews of the x0 prediction every N steps, reported as progress events. */
+  preview?: PreviewOptions;
 }
 
 export function validateSampling(steps: number, guidance: number): void {
@@ -49,10 +52,11 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   const unet = ck.unet();
   // Pixel-space UNet2DModels (DDPM) have no VAE and no text: the "latents" are the image itself.
   const pixel = !unet.conditional;
-  const factor = pixel ? 1 : ck.vae().scaleFactor;
+  const factor = pixel ? 1 : ck.autoencoder().scaleFactor;
   const scheduler = createScheduler(o.scheduler ?? 'ddim', ck.schedulerConfig());
   const shape = latentShape(factor, unet.inChannels, k, o.width ?? unet.sampleSize * factor, o.height ?? unet.sampleSize * factor);
   let latents = initialLatents(shape, o.latents, o.noise);
+  const preview = previewHook(ck, o);
 
   report(o, 'encode', 0, 1);
   const cfg = !pixel && doClassifierFreeGuidance(guidance);
@@ -86,13 +90,15 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...ip?.feeds(guidanceRows(cfg, k)), ...v?.feeds };
     const { noisePred } = await unet.run({ sample: input, timestep: t, encoderHiddenStates: context, variant, feeds });
     const eps = cfg ? guide(noisePred, guidance) : noisePred.data;
-    latents = { shape: latents.shape, data: scheduler.step(eps, t, latents.data, { eta: o.eta ?? 0, noise: o.noise }).prevSample };
+    const out = scheduler.step(eps, t, latents.data, { eta: o.eta ?? 0, noise: o.noise });
+    latents = { shape: latents.shape, data: out.prevSample };
     o.onStepEnd?.(i, t, latents);
+    await preview?.(i + 1, ts.length, out.predOriginalSample ? { shape: latents.shape, data: out.predOriginalSample } : undefined, latents);
   }
   report(o, 'denoise', ts.length, ts.length);
   await phaseDone(ck, 'unet');
   if (hasNonFinite(latents)) throw new InputError('sampling produced NaN or infinite latents (check the model weights and --guidance)');
-  const images = o.latentsOnly ? [] : pixel ? samplesToImages(latents) : await decodeLatents(ck.vae(), latents, o);
+  const images = o.latentsOnly ? [] : pixel ? samplesToImages(latents) : await decodeLatents(ck.autoencoder(), latents, o);
   return { latents, images, truncatedPrompts: truncated };
 }
 

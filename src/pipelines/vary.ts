@@ -76,7 +76,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   if (!Number.isInteger(k) || k < 1) throw new InputError(`--num-images must be an integer >= 1, got ${k}`);
   const unet = ck.unet();
   if (!unet.conditional) throw new InputError('image-prompt methods need a text-conditioned model (Stable Diffusion); this is a pixel-space UNet2DModel (use `inject` or `edit`)');
-  const vae = ck.vae();
+  const vae = ck.autoencoder();
   const reference = referenceAtSize(o.reference, vae.scaleFactor, o.width, o.height, o.onWarning);
   const inversionPrompt = o.inversionPrompt ?? o.prompt;
 

@@ -24,7 +24,7 @@ export function registerFuseCommand(program: Command, globals: () => GlobalOptio
     .option('--no-checkpointing', 'PNO: keep every activation of the sampling chain instead of recomputing each UNet call (faster, more memory)')
     .action(async (o: SamplingFlags & { aligner: string; image: string; prompt: string; fusion: Fusion; pnoSteps: number; pnoLr: number; clip?: string; checkpointing: boolean }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openModel(o.model, globals());
+      const ck = openModel(o.model, globals(), o);
       const { seed: s, noise } = noiseFor(o);
       const r = await fuseGenerate(ck, {
         aligner: o.aligner, reference: await readImageRGB(o.image), prompt: o.prompt, negativePrompt: o.negativePrompt, fusion: o.fusion,

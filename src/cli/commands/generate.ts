@@ -12,6 +12,7 @@ import { choice, float, int, seed } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { PreviewWriter } from '../previews.js';
 import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
 export interface SamplingFlags {
@@ -29,6 +30,7 @@ export interface SamplingFlags {
   scheduler: string;
   eta: number;
   saveLatents?: string;
+  vaeTiny?: string;
   out: string;
   controlnet: string[];
   controlImage: string[];
@@ -63,6 +65,7 @@ export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidan
     .option('--scheduler <name>', 'scheduler (ddim)', 'ddim')
     .option('--eta <e>', 'DDIM eta (0: deterministic)', float('--eta', 0), 0)
     .option('--save-latents <file>', 'write the final latents (key "latents") before VAE decoding')
+    .option('--vae-tiny <dir>', 'decode (and encode references) with this tiny VAE (TAESD folder: config.json + weights) instead of the model\'s VAE')
     .option('--controlnet <path>', 'ControlNet folder (repeatable, paired with --control-image)', collect((v) => v), [])
     .option('--control-image <file>', 'condition image for the ControlNet at the same position (depth map, edges, ...)', collect((v) => v), [])
     .option('--control-scale <x>', 'conditioning scale of the ControlNet at the same position (default 1)', collect(float('--control-scale')), [])
@@ -77,16 +80,19 @@ export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { see
 export function registerGenerateCommands(program: Command, globals: () => GlobalOptions): void {
   addIPAdapterFlags(addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)').option('--prompt <text>', 'the prompt (required for text-conditioned models)'), { steps: 50, guidance: 7.5 }))
     .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
-    .action(async (o: SamplingFlags & IPAdapterFlags & { prompt?: string; clipSkip?: number }) => {
+    .option('--preview-every <n>', 'every n steps write OUT.preview-stepNNN.png: the predicted final image, decoded by --vae-tiny (else a latent-size linear approximation)', int('--preview-every', 1))
+    .action(async (o: SamplingFlags & IPAdapterFlags & { prompt?: string; clipSkip?: number; previewEvery?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openModel(o.model, globals());
+      const ck = openModel(o.model, globals(), o);
+      const previews = new PreviewWriter(o.out);
       if (ck.isPixelSpace() && o.prompt !== undefined) progress.warn('this is an unconditional pixel-space model: --prompt is ignored');
       if (!ck.isPixelSpace() && o.prompt === undefined) throw new InputError('--prompt is required for text-conditioned models');
       const { seed: s, noise } = noiseFor(o);
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
-        clipSkip: o.clipSkip, controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: progress.onProgress,
+        clipSkip: o.clipSkip, controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress),
+        preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
@@ -94,8 +100,9 @@ export function registerGenerateCommands(program: Command, globals: () => Global
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
         scheduler: o.scheduler, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
       });
+      const previewFiles = await previews.flush();
       progress.done();
-      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}\n`);
+      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
     });
 
   program.command('invert')
@@ -107,9 +114,10 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     .option('--width <w>', 'resize to this width first', int('--width', 1))
     .option('--height <h>', 'resize to this height first', int('--height', 1))
     .requiredOption('--save-chain <file.safetensors>', 'output file')
-    .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string }) => {
+    .option('--vae-tiny <dir>', 'encode the image with this tiny VAE (TAESD folder) instead of the model\'s VAE')
+    .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string; vaeTiny?: string }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openModel(o.model, globals());
+      const ck = openModel(o.model, globals(), o);
       const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });
       const chain = concatRows(inv.chain);
       saveTensors(o.saveChain, { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
