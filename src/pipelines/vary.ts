@@ -12,6 +12,8 @@
 import type { Checkpoint } from '../components/checkpoint.js';
 import { composeVariants, type UNetVariant } from '../components/unet.js';
 import { controlNetFeeds, controlNetVariant, prepareControls, type ControlInput } from '../components/controlnet.js';
+import type { ImageEncoder } from '../components/image-encoder.js';
+import { ipAdapterSetup, type IPAdapterInput } from '../adapters/ip-adapter/prepare.js';
 import type { Graph } from '../graph/ir.js';
 import { InputError } from '../errors.js';
 import type { RGBImage } from '../io/image.js';
@@ -46,6 +48,10 @@ export interface VaryOptions extends RunControl {
   controls?: readonly ControlInput[];
   /** Default 10 of 50 steps (scaled), as the official code's gm_end_tsidx. */
   controlUncondSteps?: number;
+  /** IP-Adapters (image prompts through decoupled cross-attention) on the generated rows; the reference rows stay as inverted. */
+  ipAdapters?: readonly IPAdapterInput[];
+  /** The CLIP image encoder for the IP-Adapters (default: the model's image_encoder/). */
+  imageEncoder?: ImageEncoder | string;
   onStepEnd?: (i: number, t: number, latents: Tensor) => void;
   /** Inspection: every UNet output with the row layout (tests, analysis). */
   onUNetOutput?: (i: number, layout: readonly Row[], noisePred: Tensor) => void;
@@ -102,7 +108,11 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const refLayout: ReferenceLayout = { referenceOf, layer: o.method.layer, queryKeyAdain: o.method.queryKeyAdain, scoreShift: o.method.scoreShift };
   const refVariant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g: Graph) => referenceAttentionHooks(g, refLayout) };
   const controls = prepareControls(o.controls ?? [], reference.width, reference.height, vae.scaleFactor);
-  const variant = composeVariants([refVariant, controlNetVariant(controls)])!;
+  // IP-Adapter tokens go on the generated rows of both branches; reference rows get scale 0 so they keep
+  // reproducing the inversion (made without the adapter) whose K/V the generated rows read.
+  const ip = await ipAdapterSetup(ck, o.ipAdapters, o.imageEncoder);
+  const ipRows = layout.map((r) => (r.kind === 'ref' ? null : r.branch));
+  const variant = composeVariants([refVariant, controlNetVariant(controls), ip?.variant])!;
   const uncondOff = o.controlUncondSteps ?? Math.round((10 / 50) * steps);
   if (!Number.isInteger(uncondOff) || uncondOff < 0 || uncondOff > steps) throw new InputError(`control steps without the unconditional branch must be in [0, ${steps}], got ${uncondOff}`);
   const scheduler = createScheduler('ddim', ck.schedulerConfig());
@@ -122,7 +132,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
       const r = layout[row]!;
       return r.kind === 'ref' || (r.branch === 'uncond' && i < uncondOff) ? 0 : 1;
     };
-    const feeds = { ...weightFeeds(perRow), ...controlNetFeeds(controls, rowScale, layout.length) };
+    const feeds = { ...weightFeeds(perRow), ...controlNetFeeds(controls, rowScale, layout.length), ...ip?.feeds(ipRows) };
     const { noisePred } = await unet.run({ sample, timestep: t, encoderHiddenStates: context, variant, feeds });
     o.onUNetOutput?.(i, layout, noisePred);
     const pick = (idx: number[]): Tensor => concatRows(idx.map((j) => rows(noisePred, j)));

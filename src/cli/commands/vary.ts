@@ -9,8 +9,9 @@ import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
 import { addSamplingFlags, controlsFrom, noiseFor, type SamplingFlags } from './generate.js';
+import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
-interface VaryFlags extends SamplingFlags {
+interface VaryFlags extends SamplingFlags, IPAdapterFlags {
   image: string;
   prompt?: string;
   inversionPrompt?: string;
@@ -26,7 +27,7 @@ interface VaryFlags extends SamplingFlags {
 }
 
 export function registerVaryCommand(program: Command, globals: () => GlobalOptions): void {
-  addSamplingFlags(program.command('vary').description('generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (--inversion-prompt "")'), { steps: 50, guidance: 7.5 })
+  addIPAdapterFlags(addSamplingFlags(program.command('vary').description('generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (--inversion-prompt "")'), { steps: 50, guidance: 7.5 }))
     .requiredOption('--image <file>', 'the reference image (image prompt)')
     .option('--prompt <text>', 'text prompt (default: the inversion prompt)')
     .option('--inversion-prompt <text>', 'caption used to invert the reference ("" for cross-prompt generation; default: the prompt)')
@@ -51,7 +52,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
         reference, method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt, steps: o.steps,
         guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
         latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
-        controls, controlUncondSteps: o.controlUncondSteps, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
+        controls, controlUncondSteps: o.controlUncondSteps, ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
