@@ -53,7 +53,10 @@ test('safetensors: truncated file, lying header, unknown dtype, overlaps, bad JS
   const tiny = path.join(tmp, 'tiny.safetensors');
   fs.writeFileSync(tiny, Buffer.from([1, 2, 3]));
   expectError(() => SafetensorsFile.open(tiny), /fewer than the 8-byte header length/);
-  expectError(() => SafetensorsFile.open(path.join(tmp, 'model.ckpt')), /pickle checkpoints .* are not loaded/);
+  // A torch zip checkpoint is told apart by content (whatever its name) and sent to the weights-only reader.
+  const zipped = path.join(tmp, 'model.safetensors');
+  fs.writeFileSync(zipped, Buffer.from('PK\x03\x04\x14\x00\x00\x00\x00\x00', 'latin1'));
+  expectError(() => SafetensorsFile.open(zipped), /torch checkpoint .* openTensorFile/);
 });
 
 test('weights view: missing and mis-shaped keys name the key and both shapes; shards resolve', () => {

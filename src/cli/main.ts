@@ -13,6 +13,7 @@ import { registerVaryCommand } from './commands/vary.js';
 import { registerHSpaceCommands } from './commands/hspace.js';
 import { registerTrainCommands } from './commands/train.js';
 import { registerFuseCommand } from './commands/fuse.js';
+import { registerInspectCommand } from './commands/inspect.js';
 import { registerServeCommands } from './commands/serve.js';
 
 export interface GlobalOptions {
@@ -22,6 +23,8 @@ export interface GlobalOptions {
   sdVersion?: 1 | 2;
   predictionType?: 'epsilon' | 'v_prediction';
   graphCache?: string;
+  /** --config DIR: a diffusers folder whose configs a single-file --model is opened with. */
+  config?: string;
 }
 
 const program = new Command();
@@ -33,6 +36,7 @@ program.name('visprompt')
   .addOption(new Option('--threads <n>', 'threads per operator (default: all cores)').argParser(int('--threads', 1, 1024)))
   .addOption(new Option('--sd-version <v>', 'single-file checkpoints: 1 or 2 (default: inferred from the weights)').argParser((v) => Number(choice('--sd-version', ['1', '2'] as const)(v)) as 1 | 2))
   .addOption(new Option('--prediction-type <type>', 'single-file checkpoints: epsilon or v_prediction (SD 2.x 768 models; default epsilon)').argParser(choice('--prediction-type', ['epsilon', 'v_prediction'] as const)))
+  .addOption(new Option('--config <dir>', 'single-file checkpoints: take the unet/vae/text_encoder configs, scheduler and tokenizer from this diffusers folder (as diffusers\' from_single_file(config=...))'))
   .addOption(new Option('--graph-cache <dir>', 'keep ONNX Runtime\'s optimized graphs (with a copy of their weights) here for later runs').env('VISPROMPT_GRAPH_CACHE'))
   .enablePositionalOptions(false)
   .exitOverride()
@@ -40,10 +44,12 @@ program.name('visprompt')
 
 // Sub-commands accept --quiet too (contract scripts put it after the command).
 let quiet = false;
-const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet });
+let config: string | undefined;
+const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet, config });
 program.hook('preAction', (_root, cmd) => {
   const o = program.opts<GlobalOptions>();
   quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
+  config = cmd.opts<{ config?: string }>().config ?? o.config;
   configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
 
@@ -53,9 +59,13 @@ registerVaryCommand(program, globals);
 registerHSpaceCommands(program, globals);
 registerTrainCommands(program, globals);
 registerFuseCommand(program, globals);
+registerInspectCommand(program);
 registerServeCommands(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
+  if (['generate', 'vary', 'invert', 'inject', 'edit', 'fuse'].includes(cmd.name())) {
+    cmd.addOption(new Option('--config <dir>', 'single-file --model: configs, scheduler and tokenizer from this diffusers folder'));
+  }
 }
 
 function isUserError(e: unknown): boolean {

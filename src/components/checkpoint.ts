@@ -12,6 +12,7 @@ import { CLIPTokenizer } from '../io/clip-tokenizer.js';
 import { Config, type Json } from '../io/config.js';
 import { openComponentWeights, WeightsView, type TensorSource } from '../io/weights.js';
 import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../io/original-checkpoint.js';
+import { openSingleFileWithConfig } from './single-file-config.js';
 import { autoencoderConfig } from '../models/autoencoder-kl.js';
 import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
 import { unetConfig } from '../models/unet2d-condition.js';
@@ -203,7 +204,11 @@ export class Checkpoint {
  */
 export function openCheckpoint(p: string, opts: OriginalCheckpointOptions = {}): Checkpoint {
   if (!fs.existsSync(p)) throw new InputError(`model path not found: ${p}`);
-  if (fs.statSync(p).isDirectory()) return Checkpoint.fromDiffusersFolder(p);
+  if (fs.statSync(p).isDirectory()) {
+    if (opts.config !== undefined) throw new InputError(`--config pairs a single checkpoint file with a diffusers folder's configs, but the model ${p} is a folder`);
+    return Checkpoint.fromDiffusersFolder(p);
+  }
+  if (opts.config !== undefined) return openSingleFileWithConfig(p, opts.config, opts);
   const ck = openOriginalCheckpoint(p, opts);
   const sources: Partial<Record<ComponentName, ComponentSource>> = { unet: ck.unet };
   if (ck.vae) sources.vae = ck.vae;

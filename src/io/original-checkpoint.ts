@@ -27,7 +27,8 @@ import fs from 'node:fs';
 import { FileFormatError, InputError } from '../errors.js';
 import { concatRows, numel, type Tensor } from '../tensor.js';
 import { Config, type Json } from './config.js';
-import { SafetensorsFile, toFloat32, type TensorInfo } from './safetensors.js';
+import { toFloat32, type TensorInfo } from './safetensors.js';
+import { openTensorFile, type TensorFile } from './tensor-file.js';
 import type { TensorSource } from './weights.js';
 
 export const UNET_PREFIX = 'model.diffusion_model.';
@@ -60,6 +61,11 @@ export interface OriginalCheckpointOptions {
   upcastAttention?: boolean;
   /** VAE latent scaling factor (default 0.18215, the SD 1.x / 2.x value). */
   vaeScalingFactor?: number;
+  /**
+   * A diffusers folder whose unet/vae/text_encoder configs, scheduler and tokenizer replace the inferred
+   * ones (openCheckpoint only, as diffusers' from_single_file(config=...); the CLI's --config).
+   */
+  config?: string;
 }
 
 /** What a model loader needs of one component (the shape of components/checkpoint.ts's ComponentSource). */
@@ -308,7 +314,7 @@ interface TextArch {
 }
 
 class Header {
-  constructor(readonly file: SafetensorsFile) {}
+  constructor(readonly file: TensorFile) {}
   get path(): string { return this.file.path; }
   has(k: string): boolean { return this.file.tensors.has(k); }
   shape(k: string, why: string): readonly number[] {
@@ -567,7 +573,7 @@ class RowReader {
 
 /** One component of an original-layout file under diffusers names. Reads are lazy and not kept, as SafetensorsSource's. */
 export class OriginalLayoutSource implements TensorSource {
-  constructor(readonly origin: string, private readonly file: SafetensorsFile, private readonly entries: ReadonlyMap<string, Entry>, private readonly rowReader: RowReader) {}
+  constructor(readonly origin: string, private readonly file: TensorFile, private readonly entries: ReadonlyMap<string, Entry>, private readonly rowReader: RowReader) {}
 
   keys(): Iterable<string> { return this.entries.keys(); }
   has(key: string): boolean { return this.entries.has(key); }
@@ -578,7 +584,10 @@ export class OriginalLayoutSource implements TensorSource {
 
   read(key: string): Tensor {
     const e = this.entry(key);
-    const data = e.rows ? this.rowReader.read(this.file.info(e.stored), e.rows[0], e.rows[1]) : this.file.readFloat32(e.stored).data;
+    const info = this.file.info(e.stored) as TensorInfo & { contiguous?: boolean };
+    // A strided (pickled, non-contiguous) tensor has no row span on disk: its reader gathers the rows.
+    const data = !e.rows ? this.file.readFloat32(e.stored).data
+      : info.contiguous === false ? this.file.readRows(e.stored, e.rows[0], e.rows[1] - e.rows[0]).data : this.rowReader.read(info, e.rows[0], e.rows[1]);
     return { shape: [...e.shape], data };
   }
 
@@ -665,8 +674,9 @@ export function sdSchedulerConfig(predictionType: PredictionType): Record<string
 }
 
 /**
- * Open a single-file SD 1.x / 2.x `.safetensors` checkpoint. Pickle files (.ckpt/.pt/.pth/.bin) are
- * refused. Only the header is read here; tensors are read when a model asks for them.
+ * Open a single-file SD 1.x / 2.x checkpoint: `.safetensors`, or a torch pickle (.ckpt/.pt/.pth/.bin) read
+ * weights-only (nothing in it is executed; see tensor-file.ts). Only the header / pickle is read here;
+ * tensors are read when a model asks for them.
  */
 export function openOriginalCheckpoint(file: string, opts: OriginalCheckpointOptions = {}): OriginalCheckpoint {
   if (opts.sdVersion !== undefined && opts.sdVersion !== 1 && opts.sdVersion !== 2) throw new InputError(`sdVersion must be 1 or 2, got ${String(opts.sdVersion)}`);
@@ -676,7 +686,7 @@ export function openOriginalCheckpoint(file: string, opts: OriginalCheckpointOpt
   positiveInt('imageSize', opts.imageSize);
   positiveInt('textHeads', opts.textHeads);
   positiveInt('textLayers', opts.textLayers);
-  const sf = SafetensorsFile.open(file);
+  const sf = openTensorFile(file);
   const rowReader = new RowReader(file);
   try {
     return build(file, sf, rowReader, opts);
@@ -687,7 +697,7 @@ export function openOriginalCheckpoint(file: string, opts: OriginalCheckpointOpt
   }
 }
 
-function build(file: string, sf: SafetensorsFile, rowReader: RowReader, opts: OriginalCheckpointOptions): OriginalCheckpoint {
+function build(file: string, sf: TensorFile, rowReader: RowReader, opts: OriginalCheckpointOptions): OriginalCheckpoint {
   const h = new Header(sf);
   const allKeys = [...sf.tensors.keys()];
   if (!allKeys.some((k) => k.startsWith(UNET_PREFIX))) throw new FileFormatError(file, notSdMessage(allKeys));

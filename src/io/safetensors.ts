@@ -36,9 +36,6 @@ export class SafetensorsFile {
   }
 
   static open(path: string): SafetensorsFile {
-    if (/\.(ckpt|pt|pth|bin)$/i.test(path)) {
-      throw new FileFormatError(path, 'pickle checkpoints (.ckpt/.pt/.pth/.bin) are not loaded: unpickling can run arbitrary code. Convert the file to .safetensors first.');
-    }
     let fd: number;
     try {
       fd = fs.openSync(path, 'r');
@@ -130,6 +127,12 @@ function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInf
   if (size < 8) throw new FileFormatError(path, `not a safetensors file: ${size} bytes, fewer than the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
   fs.readSync(fd, lenBuf, 0, 8, 0);
+  // torch.save files (zip archive or legacy pickle) have their own reader (tensor-file.ts), by content not extension.
+  const ninth = Buffer.alloc(1);
+  fs.readSync(fd, ninth, 0, 1, 8);
+  if (ninth[0] !== 0x7b && ((lenBuf[0] === 0x50 && lenBuf[1] === 0x4b) || lenBuf[0] === 0x80)) {
+    throw new FileFormatError(path, 'this is a torch checkpoint (zip archive or pickle), not a safetensors file; open it with openTensorFile (weights-only)');
+  }
   const headerLen = lenBuf.readBigUInt64LE(0);
   if (headerLen > BigInt(MAX_HEADER_BYTES) || headerLen > BigInt(size - 8)) {
     throw new FileFormatError(path, `not a safetensors file or truncated: header length ${headerLen} bytes but the file has ${size} bytes`);

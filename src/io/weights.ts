@@ -10,6 +10,7 @@ import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile } from './safetensors.js';
 import { f32Mirror } from './f32-mirror.js';
+import { openTensorSource } from './tensor-file.js';
 import type { FileSpan } from '../graph/ir.js';
 
 const EMPTY = new Float32Array(0);
@@ -24,6 +25,8 @@ export interface TensorSource {
   read(key: string): Tensor;
   /** Where the tensor's float32 bytes lie on disk as stored (F32 and untransformed), if they do. */
   location?(key: string): { path: string; offset: number } | undefined;
+  /** Set when the contents differ from the files' (merged LoRAs): names what was applied, for graph caches. */
+  readonly fingerprint?: string;
 }
 
 /**
@@ -117,7 +120,7 @@ export class WeightsView {
 }
 
 /** Open the weights of one diffusers component folder (`unet/`, `vae/`, `text_encoder/`, ...). */
-export function openComponentWeights(dir: string): SafetensorsSource {
+export function openComponentWeights(dir: string): TensorSource {
   const candidates = ['diffusion_pytorch_model.safetensors', 'model.safetensors'];
   for (const name of candidates) {
     const p = path.join(dir, name);
@@ -127,10 +130,10 @@ export function openComponentWeights(dir: string): SafetensorsSource {
   if (index) return openSharded(path.join(dir, index));
   const anyFile = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => f.endsWith('.safetensors')) : undefined;
   if (anyFile) return new SafetensorsSource(path.join(dir, anyFile), [SafetensorsFile.open(path.join(dir, anyFile))]);
-  const pickle = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /\.(bin|ckpt|pt|pth)$/.test(f)) : undefined;
-  if (pickle) {
-    throw new FileFormatError(path.join(dir, pickle), 'only .safetensors weights are loaded (pickle files can run arbitrary code); convert this file to .safetensors');
-  }
+  // torch pickles (diffusion_pytorch_model.bin, pytorch_model.bin), read weights-only: nothing in them is executed.
+  const pickles = ['diffusion_pytorch_model.bin', 'pytorch_model.bin'];
+  const pickle = pickles.find((f) => fs.existsSync(path.join(dir, f))) ?? (fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /\.(bin|ckpt|pt|pth)$/.test(f)) : undefined);
+  if (pickle) return openTensorSource(path.join(dir, pickle));
   throw new FileFormatError(dir, `no weights found (expected ${candidates.join(' or ')}, or a *.safetensors.index.json)`);
 }
 

@@ -1,0 +1,289 @@
+/**
+ * Weights-only torch pickles: every tensor of the reference files (zip and legacy format) equals what
+ * torch saved (dtype, shape, stride, storage offset, file offset, sha256 of the elements); weight names;
+ * hostile and broken files are refused with one-line errors and nothing is executed; a pickled
+ * single-file checkpoint equals the diffusers folder it was converted from, with and without --config.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openCheckpoint } from '../src/components/checkpoint.js';
+import { FileFormatError } from '../src/errors.js';
+import { openOriginalCheckpoint } from '../src/io/original-checkpoint.js';
+import { SafetensorsFile, readAllFloat32 } from '../src/io/safetensors.js';
+import { inspectTensorFile, openTensorFile, openTensorSource } from '../src/io/tensor-file.js';
+import { TorchCheckpointFile } from '../src/io/torch-checkpoint.js';
+import { openComponentWeights } from '../src/io/weights.js';
+import { textToImage } from '../src/pipelines/text-to-image.js';
+import { maxAbsDiff } from '../src/tensor.js';
+import { FIXTURES, close, golden, goldenPath, modelDir } from './helpers.js';
+import { op, writePickleZip, writeTorchLegacy, writeTorchZip } from './torch-writer.js';
+
+const DIR = path.join(FIXTURES, 'models', 'tiny-pickles');
+const GOLD = path.join(FIXTURES, 'goldens', 'tiny-pickles');
+const BIN = path.resolve(FIXTURES, '../../dist/src/cli/main.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-pickle-'));
+const TORCH2ST: Record<string, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL' };
+
+interface GoldTensor {
+  name: string; dtype: string; shape: number[]; stride: number[]; storage_offset: number; sha256: string;
+  storage: { key: string; data_offset_in_file: number };
+}
+const tensorsJson = JSON.parse(fs.readFileSync(path.join(GOLD, 'tensors.json'), 'utf8')) as { files: Record<string, { tensors: GoldTensor[] }>; malicious: { marker_file?: string } };
+const MARKER = '/tmp/visprompt-pwned';
+
+/** A refusal: a FileFormatError naming the file, on one line, matching `re`. */
+function refused(fn: () => unknown, file: string, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
+    assert.equal(e.file, file);
+    assert.ok(!e.message.includes('\n'), `multi-line message: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+for (const name of ['tiny-sd15.ckpt', 'ip-adapter_sd15.bin', 'legacy.pt']) {
+  test(`${name}: every tensor equals what torch saved (dtype, shape, stride, offsets, sha256 of the elements)`, () => {
+    const f = TorchCheckpointFile.open(path.join(DIR, name));
+    try {
+      const want = tensorsJson.files[name]!.tensors;
+      assert.equal(f.entries.length, want.length);
+      const byName = new Map(f.entries.map((e) => [e.name, e]));
+      for (const w of want) {
+        const e = byName.get(w.name);
+        assert.ok(e, `missing ${w.name}`);
+        assert.equal(e.dtype, TORCH2ST[w.dtype], w.name);
+        assert.deepEqual([...e.shape], w.shape, w.name);
+        assert.deepEqual([...e.stride], w.stride, w.name);
+        assert.equal(e.storageOffset, w.storage_offset, w.name);
+        assert.equal(e.storageKey, w.storage.key, w.name);
+        assert.equal(e.storageDataOffset, w.storage.data_offset_in_file, w.name);
+        assert.equal(crypto.createHash('sha256').update(f.bytesOf(e)).digest('hex'), w.sha256, w.name);
+      }
+    } finally {
+      f.close();
+    }
+  });
+}
+
+test('legacy.pt: values (every dtype, transposed and shared views, 0-dim, empty, Parameter) equal legacy_values.safetensors', () => {
+  const f = openTensorFile(path.join(DIR, 'legacy.pt'));
+  const ref = SafetensorsFile.open(path.join(GOLD, 'legacy_values.safetensors'));
+  try {
+    assert.equal(f.format, 'torch-legacy');
+    for (const [key, info] of ref.tensors) {
+      const name = key.replace('/', '.');
+      assert.ok(f.has(name), name);
+      if (info.dtype === 'F32') {
+        assert.equal(maxAbsDiff(f.readFloat32(name), ref.readFloat32(key)), 0, name);
+      } else {
+        assert.deepEqual(f.readInts(name), ref.readInts(key), name);
+      }
+    }
+    // The module state's OrderedDict attributes (BUILD) are not tensors; Parameter is a plain tensor.
+    assert.deepEqual([...f.info('param').shape], [2, 2]);
+    assert.deepEqual(f.readRows('f32.transposed', 2, 3).data, f.readFloat32('f32.transposed').data.slice(8, 20));
+  } finally {
+    f.close();
+    ref.close();
+  }
+});
+
+test('weight names: top-level state_dict unwrapped, nested dicts joined with "." (IP-Adapter .bin = its safetensors keys); plain values as metadata', () => {
+  const ck = openTensorFile(path.join(DIR, 'tiny-sd15.ckpt'));
+  assert.equal(ck.format, 'torch-zip');
+  assert.equal(ck.tensors.size, 730);
+  assert.ok(ck.has('model.diffusion_model.input_blocks.0.0.weight'));
+  assert.equal(ck.metadata.global_step, '1234');
+  ck.close();
+  const ip = openTensorSource(path.join(DIR, 'ip-adapter_sd15.bin'));
+  const keys = [...ip.keys()];
+  assert.ok(keys.includes('image_proj.proj.weight') && keys.includes('ip_adapter.1.to_k_ip.weight'), keys.slice(0, 4).join(', '));
+  assert.deepEqual(ip.shape('image_proj.proj.weight'), [128, 32]);
+  // inspect: '/' paths, no unwrapping, in pickling order.
+  const listed = inspectTensorFile(path.join(DIR, 'tiny-sd15.ckpt'));
+  assert.deepEqual(listed[0], { name: 'state_dict/model.diffusion_model.input_blocks.0.0.bias', dtype: 'F16', shape: [32] });
+  assert.deepEqual(inspectTensorFile(path.join(DIR, 'legacy.pt')).map((e) => e.name), tensorsJson.files['legacy.pt']!.tensors.map((t) => t.name));
+});
+
+test('files written by the test writer (zip with state_dict, legacy, every dtype) round-trip; magic decides, not the extension', () => {
+  const t = {
+    a: { dtype: 'F32' as const, shape: [2, 3], data: new Uint8Array(new Float32Array([1, 2, 3, 4, 5, -6]).buffer) },
+    b: { dtype: 'I64' as const, shape: [2], data: new Uint8Array(new BigInt64Array([7n, -8n]).buffer) },
+    c: { dtype: 'BOOL' as const, shape: [3], data: new Uint8Array([1, 0, 1]) },
+    d: { dtype: 'I16' as const, shape: [1], data: new Uint8Array(new Int16Array([-3]).buffer) },
+    e: { dtype: 'I8' as const, shape: [2], data: new Uint8Array([0xff, 2]) },
+  };
+  const zip = path.join(tmp, 'sd.safetensors'); // a zip, whatever its name
+  writeTorchZip(zip, t, { wrap: true });
+  const legacy = path.join(tmp, 'legacy.bin');
+  writeTorchLegacy(legacy, t);
+  for (const p of [zip, legacy]) {
+    const f = openTensorFile(p);
+    assert.deepEqual([...f.tensors.keys()], ['a', 'b', 'c', 'd', 'e']);
+    assert.deepEqual([...f.readFloat32('a').data], [1, 2, 3, 4, 5, -6]);
+    assert.deepEqual(f.readInts('b').data, [7, -8]);
+    assert.deepEqual(f.readInts('c').data, [1, 0, 1]);
+    assert.deepEqual(f.readInts('d').data, [-3]);
+    assert.deepEqual(f.readInts('e').data, [-1, 2]);
+    f.close();
+  }
+  // Zip storages are 64-byte aligned F32: offered to ONNX Runtime by location.
+  const loc = openTensorSource(zip).location('a');
+  assert.ok(loc && loc.offset % 64 === 0);
+});
+
+test('a diffusers folder holding pytorch .bin weights loads them (weights-only)', () => {
+  const dir = path.join(tmp, 'unet-bin');
+  fs.mkdirSync(dir);
+  const st = SafetensorsFile.open(path.join(modelDir('tiny-sd15'), 'unet', 'diffusion_pytorch_model.safetensors'));
+  const entries = Object.fromEntries([...st.tensors.values()].map((i) => [i.name, { dtype: i.dtype, shape: i.shape, data: st.readBytes(i.name) }]));
+  writeTorchZip(path.join(dir, 'diffusion_pytorch_model.bin'), entries);
+  const src = openComponentWeights(dir);
+  for (const i of st.tensors.values()) assert.equal(maxAbsDiff(src.read(i.name), st.readFloat32(i.name)), 0, i.name);
+  st.close();
+});
+
+test('tiny-sd15.ckpt: every UNet/VAE/text-encoder weight equals the diffusers folder it was converted from', () => {
+  const ck = openOriginalCheckpoint(path.join(DIR, 'tiny-sd15.ckpt'));
+  let n = 0;
+  for (const part of ['unet', 'vae', 'text_encoder'] as const) {
+    const src = ck[part]!.weights();
+    const folder = openComponentWeights(path.join(modelDir('tiny-sd15'), part));
+    for (const k of src.keys()) {
+      assert.equal(maxAbsDiff(src.read(k), folder.read(k)), 0, `${part} ${k}`);
+      n++;
+    }
+  }
+  ck.close();
+  assert.ok(n > 700, `${n} weights compared`);
+});
+
+test('tiny-sd15.ckpt with --config (the folder\'s configs) equals the diffusers-folder pipeline golden', async () => {
+  const meta = JSON.parse(fs.readFileSync(goldenPath('tiny-sd15', 'pipeline_t2i.json'), 'utf8')) as {
+    num_inference_steps: number; width: number; height: number; cases: { prefix: string; guidance_scale: number; negative_prompt: string | null; prompt: string }[];
+  };
+  const c = meta.cases[0]!;
+  const gold = golden('tiny-sd15', 'pipeline_t2i');
+  const ck = openCheckpoint(path.join(DIR, 'tiny-sd15.ckpt'), { config: modelDir('tiny-sd15') });
+  assert.deepEqual(ck.warnings, []);
+  const r = await textToImage(ck, {
+    prompt: c.prompt, negativePrompt: c.negative_prompt ?? undefined, steps: meta.num_inference_steps, guidance: c.guidance_scale,
+    width: meta.width, height: meta.height, latents: gold.latents_in!,
+  });
+  const err = close(r.latents, gold[`${c.prefix}.final_latents`]!, 1e-4, 'final latents');
+  console.log(`tiny-sd15.ckpt --config: final latents max abs err ${err.toExponential(2)}`);
+  assert.throws(() => openCheckpoint(modelDir('tiny-sd15'), { config: modelDir('tiny-sd15') }), /--config pairs a single checkpoint file/);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Refusals
+
+test('malicious.ckpt (GLOBAL posix system + REDUCE) is refused naming the global; nothing runs', () => {
+  fs.rmSync(MARKER, { force: true });
+  const file = path.join(DIR, 'malicious.ckpt');
+  refused(() => TorchCheckpointFile.open(file), file, /global 'posix\.system' is not allowed/);
+  refused(() => inspectTensorFile(file), file, /posix\.system/);
+  refused(() => openCheckpoint(file), file, /posix\.system/);
+  const evil = path.join(tmp, 'evil');
+  fs.mkdirSync(evil);
+  fs.copyFileSync(file, path.join(evil, 'pytorch_model.bin'));
+  refused(() => openComponentWeights(evil), path.join(evil, 'pytorch_model.bin'), /posix\.system/);
+  for (const args of [['inspect', file], ['generate', '--model', file, '--prompt', 'x', '--steps', '1', '--out', path.join(tmp, 'm.png'), '--quiet']]) {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    assert.notEqual(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr.trim(), /^error: .*posix\.system/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  assert.equal(fs.existsSync(tensorsJson.malicious.marker_file ?? MARKER), false, 'the marker file exists: something was executed');
+});
+
+test('forbidden globals (GLOBAL and STACK_GLOBAL), opcodes, lengths and views are refused with one-line errors', () => {
+  const cases: [string, Buffer, RegExp][] = [
+    ['exec', Buffer.concat([op.proto(), op.global('builtins', 'exec'), op.str('print(1)'), Buffer.from([0x85]), op.reduce(), op.stop()]), /global 'builtins\.exec' is not allowed/],
+    ['stack-global', Buffer.concat([op.proto(), op.str('os'), op.str('system'), Buffer.from([0x93]), op.stop()]), /global 'os\.system' is not allowed/],
+    ['lookalike', Buffer.concat([op.proto(), op.global('torch._utils', '_rebuild_tensor_v2x'), op.stop()]), /torch\._utils\._rebuild_tensor_v2x/],
+    ['inst', Buffer.concat([op.proto(), Buffer.from('(ios\nsystem\n'), op.stop()]), /opcode 0x69 \(INST\)/],
+    ['newobj', Buffer.concat([op.proto(), op.global('collections', 'OrderedDict'), op.emptyTuple(), Buffer.from([0x81]), op.stop()]), /0x81 \(NEWOBJ\)/],
+    ['ext', Buffer.concat([op.proto(), Buffer.from([0x82, 1]), op.stop()]), /EXT1/],
+    ['unknown', Buffer.concat([op.proto(), Buffer.from([0xff]), op.stop()]), /opcode 0xff/],
+    ['long-string', Buffer.concat([op.proto(), Buffer.from([0x58, 0xff, 0xff, 0xff, 0x7f]), Buffer.from('abc'), op.stop()]), /2147483647 bytes .* runs past the end/],
+    ['bytes8', Buffer.concat([op.proto(), Buffer.from([0x8e, 0, 0, 0, 0, 0, 0, 0, 0x80]), op.stop()]), /runs past the end/],
+    ['long4', Buffer.concat([op.proto(), Buffer.from([0x8b, 0, 0, 0, 1]), op.stop()]), /integer literal of 16777216 bytes/],
+    ['no-stop', Buffer.concat([op.proto(), op.emptyDict()]), /without a STOP/],
+    ['underflow', Buffer.concat([op.proto(), Buffer.from('s'), op.stop()]), /stack underflow/],
+    ['call-storage', Buffer.concat([op.proto(), op.global('torch', 'FloatStorage'), op.emptyTuple(), op.reduce(), op.stop()]), /torch\.FloatStorage is not callable/],
+    ['build-list', Buffer.concat([op.proto(), op.emptyList(), op.emptyDict(), Buffer.from('b'), op.stop()]), /BUILD/],
+    ['self-ref', Buffer.concat([op.proto(), op.emptyList(), Buffer.from([0x71, 0]), Buffer.from([0x68, 0]), Buffer.from('a'), op.stop()]), /nests deeper/],
+    ['protocol-0', Buffer.concat([Buffer.from([0x80, 0]), op.stop()]), /protocol 0/],
+    ['out-of-storage', Buffer.concat([op.proto(), op.global('torch._utils', '_rebuild_tensor'), op.mark(),
+      op.mark(), op.str('storage'), op.global('torch', 'FloatStorage'), op.str('0'), op.str('cpu'), op.int(4), op.tuple(), op.binpersid(),
+      op.int(2), op.mark(), op.int(3), op.tuple(), op.mark(), op.int(1), op.tuple(), op.tuple(), op.reduce(), op.stop()]), /reaches element 4 of storage '0', which holds 4/],
+  ];
+  for (const [name, pickle, re] of cases) {
+    const p = path.join(tmp, `${name}.pt`);
+    writePickleZip(p, pickle, { 0: new Uint8Array(16) });
+    refused(() => openTensorFile(p), p, re);
+  }
+  // An exponential DAG through the memo (each list holds the previous one twice) is cut off, not walked.
+  const parts = [op.proto(), op.emptyList(), Buffer.from([0x71, 0])];
+  for (let i = 1; i < 40; i++) parts.push(op.emptyList(), Buffer.from([0x71, i]), op.mark(), Buffer.from([0x68, i - 1, 0x68, i - 1]), Buffer.from('e'), Buffer.from('0'));
+  parts.push(Buffer.from([0x68, 39]), op.stop());
+  const dag = path.join(tmp, 'dag.pt');
+  writePickleZip(dag, Buffer.concat(parts));
+  refused(() => openTensorFile(dag), dag, /more than \d+ references/);
+});
+
+test('truncated and malformed archives and legacy files are refused with one-line errors', () => {
+  const bin = fs.readFileSync(path.join(DIR, 'ip-adapter_sd15.bin'));
+  const cut = path.join(tmp, 'cut.bin');
+  fs.writeFileSync(cut, bin.subarray(0, bin.length >> 1));
+  refused(() => openTensorFile(cut), cut, /no end-of-central-directory record \(the file is truncated/);
+  // The directory intact but a storage cut short: its member runs past the end.
+  const holed = path.join(tmp, 'holed.bin');
+  const eocd = bin.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  const cdOffset = bin.readUInt32LE(eocd + 16);
+  fs.writeFileSync(holed, Buffer.concat([bin.subarray(0, 4096), bin.subarray(cdOffset)]));
+  refused(() => openTensorFile(holed), holed, /truncated/);
+  const legacy = fs.readFileSync(path.join(DIR, 'legacy.pt'));
+  for (const n of [10, 1000, 2500, legacy.length - 3]) {
+    const p = path.join(tmp, `legacy-${n}.pt`);
+    fs.writeFileSync(p, legacy.subarray(0, n));
+    refused(() => openTensorFile(p), p, /truncated/);
+  }
+  const junk = path.join(tmp, 'junk.ckpt');
+  fs.writeFileSync(junk, 'hello world, not a checkpoint');
+  refused(() => openTensorFile(junk), junk, /not a safetensors file or torch checkpoint/);
+});
+
+test('visprompt inspect prints {name, dtype, shape} for pickles and safetensors; refused files exit 1 with one error line', () => {
+  const run = (args: string[]): { code: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const r = run(['inspect', path.join(DIR, 'ip-adapter_sd15.bin')]);
+  assert.equal(r.code, 0, r.stderr);
+  const got = JSON.parse(r.stdout) as { name: string; dtype: string; shape: number[] }[];
+  assert.deepEqual(got, tensorsJson.files['ip-adapter_sd15.bin']!.tensors.map((t) => ({ name: t.name, dtype: TORCH2ST[t.dtype], shape: t.shape })));
+  const st = path.join(modelDir('tiny-sd15'), 'vae', 'diffusion_pytorch_model.safetensors');
+  const s = run(['inspect', st]);
+  assert.equal(s.code, 0);
+  const f = SafetensorsFile.open(st);
+  assert.deepEqual(JSON.parse(s.stdout), [...f.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })));
+  f.close();
+  const bad = run(['inspect', path.join(tmp, 'cut.bin')]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr.trim(), /^error: .*cut\.bin: not a readable torch zip checkpoint/);
+});
+
+test('readAllFloat32 of safetensors still works beside pickles (no extension rules left)', () => {
+  const p = path.join(tmp, 'x.ckpt');
+  fs.copyFileSync(goldenPath('tiny-sd15', 'vae.safetensors'), p);
+  assert.ok(Object.keys(readAllFloat32(p)).length > 0);
+});
