@@ -81,6 +81,11 @@ export class PromptEmbeddings {
     return new PromptEmbeddings(rows(this.embeds, i, j), this.pooled && rows(this.pooled, i, j), this.truncated, this.addition);
   }
 
+  /** All rows, k times over (as repeatRows). */
+  repeat(k: number): PromptEmbeddings {
+    return concatEmbeddings(Array<PromptEmbeddings>(k).fill(this));
+  }
+
   /** The same pooled output with other token embeddings (fused embeddings, optimized conditioning). */
   withEmbeds(embeds: Tensor): PromptEmbeddings {
     if (embeds.shape[0] !== this.count) throw new Error(`withEmbeds: ${embeds.shape[0]} rows for ${this.count}`);
@@ -97,6 +102,22 @@ export class PromptEmbeddings {
     for (let i = 0; i < b; i++) timeIds.set(ids, i * TIME_IDS);
     return { encoderHiddenStates: this.embeds, addedCond: { textEmbeds: this.pooled, timeIds: { shape: [b, TIME_IDS], data: timeIds } } };
   }
+}
+
+/** What pipelines take besides the prompt to condition a model of any family. */
+export interface ConditioningOptions {
+  /** SDXL: the second text encoder's prompt (default: the prompt). */
+  prompt2?: string;
+  /** SDXL: the second text encoder's negative prompt (default: the negative prompt). */
+  negativePrompt2?: string;
+  /** SDXL micro-conditioning; defaults as diffusers (image size, crop 0,0, image size). */
+  micro?: Partial<MicroConditioning>;
+  clipSkip?: number;
+}
+
+/** Token embeddings given directly (fused embeddings, optimized conditioning) as PromptEmbeddings. */
+export function asEmbeddings(x: PromptEmbeddings | Tensor, addition: TextTimeConfig | null): PromptEmbeddings {
+  return x instanceof PromptEmbeddings ? x : new PromptEmbeddings(x, undefined, [], addition);
 }
 
 export interface EncodeOptions {

@@ -9,6 +9,7 @@ import { gradients } from '../graph/autodiff.js';
 import { compile, type Feed } from '../graph/session.js';
 import type { WeightsView } from '../io/weights.js';
 import type { UNetHooks } from '../models/hooks.js';
+import { guidanceScaleEmbedding } from '../models/added-embedding.js';
 import { unet2DConditionModel, type DenoiserInputs, type UNet2DConditionConfig } from '../models/unet2d-condition.js';
 import { unet2DModel, type UNet2DConfig } from '../models/unet2d.js';
 import type { Tensor } from '../tensor.js';
@@ -90,6 +91,16 @@ export class UNet {
 
   /** Whether this UNet takes the guidance scale as an embedding (LCM) instead of running classifier-free guidance. */
   get embedsGuidance(): boolean { return this.arch.kind === 'conditional' && this.arch.unet.timeCondProjDim !== null; }
+
+  /** The guidance-scale embedding rows this UNet takes (LCM's timestep_cond), or undefined when it takes none. */
+  guidanceCond(guidance: number, batch: number): Tensor | undefined {
+    if (this.arch.kind !== 'conditional' || this.arch.unet.timeCondProjDim === null) return undefined;
+    const dim = this.arch.unet.timeCondProjDim;
+    const row = guidanceScaleEmbedding(guidance, dim);
+    const data = new Float32Array(batch * dim);
+    for (let i = 0; i < batch; i++) data.set(row, i * dim);
+    return { shape: [batch, dim], data };
+  }
 
   /** Feeds for the added conditioning this UNet uses (none for SD 1.x/2.x), checked against the batch. */
   conditioningFeeds(call: Pick<UNetCall, 'sample' | 'addedCond' | 'timestepCond'>): Record<string, Tensor> {

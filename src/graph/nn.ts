@@ -12,7 +12,8 @@ let nextTag = 0;
 /** Graph names of weights: unique per checkpoint part, since a UNet and its ControlNet share key names. */
 function weightName(vb: WeightsView, name: string): string {
   let tag = sourceTags.get(vb.source);
-  if (!tag) { tag = `m${nextTag++}`; sourceTags.set(vb.source, tag); }
+  // A transformed source's fingerprint goes into the names, so an on-disk cached graph of other weights never matches.
+  if (!tag) { tag = `m${nextTag++}${vb.source.fingerprint ? `@${vb.source.fingerprint}` : ''}`; sourceTags.set(vb.source, tag); }
   return `${tag}/${vb.key(name)}`;
 }
 

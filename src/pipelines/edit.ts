@@ -44,7 +44,7 @@ export async function edit(ck: Checkpoint, o: EditOptions): Promise<GeneratedIma
   if (tBoost > 0 && !o.noise) throw new InputError('--t-boost > 0 adds noise below it: give --seed (or --t-boost 0)');
   const x = await hSpaceSample(ck, {
     xT: inv.chain[inv.chain.length - 1]!,
-    context: inv.promptEmbeds,
+    context: inv.conditioning,
     steps,
     edit: { kind: 'delta', weights: delta.weights, config: delta.config, id: o.attribute },
     hShape: hSpaceShape(ck, z0.shape),

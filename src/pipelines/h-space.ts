@@ -12,6 +12,7 @@ import type { NoiseSource } from '../noise/gaussian.js';
 import { DDIMScheduler } from '../schedulers/ddim.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
+import { concatConditioning, type Conditioning } from '../components/prompt-conditioner.js';
 
 export interface HSpaceStep {
   /** Whether the edit is applied at this step. */
@@ -24,8 +25,8 @@ export interface HSpaceStep {
 
 export interface HSpaceSamplingOptions extends RunControl {
   xT: Tensor;
-  /** Text conditioning per row ([B, 77, D]) for SD; undefined for pixel-space models. */
-  context?: Tensor;
+  /** Text conditioning per row (SD, SDXL); undefined for pixel-space models. */
+  context?: Conditioning;
   steps: number;
   edit: HSpaceEdit;
   plan: (i: number, t: number) => HSpaceStep;
@@ -58,7 +59,7 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
   scheduler.setTimesteps(o.steps);
   const b = o.xT.shape[0]!;
   const variant = hSpaceVariant(o.edit, o.hShape);
-  const doubled = o.context ? concatRows([o.context, o.context]) : undefined;
+  const doubled = o.context ? concatConditioning([o.context, o.context]) : undefined;
   let x = o.xT;
   const ts = scheduler.timesteps;
   for (let i = 0; i < ts.length; i++) {
@@ -67,12 +68,12 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
     const plan = o.plan(i, t);
     const eta = o.etaAt(t);
     if (!plan.on) {
-      const { noisePred } = await unet.run({ sample: x, timestep: t, encoderHiddenStates: o.context });
+      const { noisePred } = await unet.run({ sample: x, timestep: t, ...o.context });
       x = { shape: x.shape, data: scheduler.step(noisePred.data, t, x.data, { eta, noise: o.noise }).prevSample };
       continue;
     }
     const feeds = hSpaceFeeds(o.edit, b, { on: true, gamma: plan.gamma, strength: plan.strength, content: plan.content, mask: o.mask });
-    const { noisePred, extra } = await unet.run({ sample: concatRows([x, x]), timestep: t, encoderHiddenStates: doubled, variant, feeds });
+    const { noisePred, extra } = await unet.run({ sample: concatRows([x, x]), timestep: t, ...doubled, variant, feeds });
     o.onHSpace?.(t, rows(extra.mid_block!, b, 2 * b), rows(extra['mid_block.edited']!, b, 2 * b));
     const plain = rows(noisePred, 0, b).data, edited = rows(noisePred, b, 2 * b).data;
     if (o.omega) {
@@ -89,7 +90,7 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
         }
       }
       x = { shape: x.shape, data: moved };
-      const again = await unet.run({ sample: x, timestep: t, encoderHiddenStates: o.context });
+      const again = await unet.run({ sample: x, timestep: t, ...o.context });
       x = { shape: x.shape, data: scheduler.step(again.noisePred.data, t, x.data, { eta, noise: o.noise }).prevSample };
     } else {
       x = { shape: x.shape, data: scheduler.asymmetricStep(plain, edited, t, x.data, { eta, noise: o.noise, dtLambda: o.dtLambdaAt?.(t) ?? 1 }).prevSample };

@@ -91,7 +91,7 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
   const dtLambda = o.dtLambda ?? 0.9985, dtEnd = o.dtEnd ?? 950;
   const x = await hSpaceSample(ck, {
     xT: inv.chain[inv.chain.length - 1]!,
-    context: inv.promptEmbeds,
+    context: inv.conditioning,
     steps,
     edit: { kind: 'inject', masked: o.mask !== undefined },
     hShape,

@@ -12,9 +12,13 @@ import type { Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
 import { phaseDone } from './common.js';
 import { validateSampling } from './text-to-image.js';
+import { defaultMicroConditioning, type Conditioning, type MicroConditioning } from '../components/prompt-conditioner.js';
 
 export interface InversionOptions extends RunControl {
   prompt: string;
+  /** SDXL: the second encoder's prompt and micro-conditioning (default time ids: [h, w, 0, 0, h, w]). */
+  prompt2?: string;
+  micro?: Partial<MicroConditioning>;
   steps?: number;
   /** Keep the h-space (mid-block output) of every UNet call, keyed by timestep (InjectFusion's content). */
   captureHSpace?: boolean;
@@ -33,6 +37,8 @@ export interface Inversion {
   readonly hSpace: Map<number, Tensor>;
   /** Undefined for unconditional (pixel-space) models. */
   readonly promptEmbeds: Tensor | undefined;
+  /** What every inversion UNet call was conditioned on (one row); undefined for pixel-space models. */
+  readonly conditioning: Conditioning | undefined;
 }
 
 /** The image in the model's sampling space: VAE latents (mean x scaling factor), or pixels in [-1, 1] for pixel-space models. */
@@ -48,8 +54,11 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   validateSampling(steps, 1);
   report(o, 'encode', 0, 1);
   const z0 = 'data' in image && image.data instanceof Float32Array ? image as Tensor : await imageToLatents(ck, image as RGBImage, o);
-  const emb = ck.isPixelSpace() ? undefined : (await ck.textEncoder().encode([o.prompt])).lastHiddenState;
-  await phaseDone(ck, 'text_encoder', 'vae');
+  const factor = ck.isPixelSpace() ? 1 : ck.vae().scaleFactor;
+  const micro = defaultMicroConditioning(z0.shape[3]! * factor, z0.shape[2]! * factor, o.micro);
+  const cond = ck.isPixelSpace() ? undefined : (await ck.conditioner().encode([o.prompt], { prompts2: [o.prompt2] })).conditioning(micro);
+  const emb = cond?.encoderHiddenStates;
+  await phaseDone(ck, 'text_encoder', 'text_encoder_2', 'vae');
   const inv = createInverseScheduler(ck.schedulerConfig());
   inv.setTimesteps(steps);
   const unet = ck.unet();
@@ -61,7 +70,7 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   for (let i = 0; i < inv.timesteps.length; i++) {
     const t = inv.timesteps[i]!;
     report(o, 'invert', i, inv.timesteps.length);
-    const { noisePred, extra } = await unet.run({ sample: z, timestep: t, encoderHiddenStates: emb, variant: tapMid });
+    const { noisePred, extra } = await unet.run({ sample: z, timestep: t, ...cond, variant: tapMid });
     noisePreds.push(noisePred);
     if (extra.mid_block) hSpace.set(t, extra.mid_block);
     z = { shape: z.shape, data: inv.step(noisePred.data, t, z.data).prevSample };
@@ -69,5 +78,5 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   }
   report(o, 'invert', inv.timesteps.length, inv.timesteps.length);
   await phaseDone(ck, 'unet');
-  return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb, hSpace };
+  return { chain, timesteps: [...inv.timesteps], noisePreds, promptEmbeds: emb, conditioning: cond, hSpace };
 }

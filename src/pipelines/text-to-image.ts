@@ -12,18 +12,18 @@ import type { Feed } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
-import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
+import { concatRows, hasNonFinite, type Tensor } from '../tensor.js';
 import { doClassifierFreeGuidance, guide } from './guidance.js';
 import { report } from './progress.js';
 import { previewHook, type PreviewOptions } from './preview.js';
-import { decodeLatents, latentShape, phaseDone, repeatRows, samplesToImages, type GeneratedImages, type SamplingOptions } from './common.js';
+import { asEmbeddings, concatEmbeddings, defaultMicroConditioning, type Conditioning, type ConditioningOptions, type PromptEmbeddings } from '../components/prompt-conditioner.js';
+import { decodeLatents, latentShape, phaseDone, samplesToImages, type GeneratedImages, type SamplingOptions } from './common.js';
 
-export interface TextToImageOptions extends SamplingOptions {
+export interface TextToImageOptions extends SamplingOptions, ConditioningOptions {
   scheduler?: string;
   eta?: number;
-  clipSkip?: number;
-  /** Conditioning given directly ([1, L, D] each) instead of encoding prompt / negativePrompt (fused embeddings, PNO). */
-  embeddings?: { cond: Tensor; uncond: Tensor };
+  /** Conditioning given directly ([1, L, D] each, or PromptEmbeddings with SDXL's pooled output) instead of encoding prompt / negativePrompt (fused embeddings, PNO). */
+  embeddings?: { cond: Tensor | PromptEmbeddings; uncond: Tensor | PromptEmbeddings };
   /** ControlNets with their condition images (at the output size) and scales. */
   controls?: readonly ControlInput[];
   /** IP-Adapters with their image prompts and scales (several at once: their attentions add up). */
@@ -59,22 +59,26 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   const preview = previewHook(ck, o);
 
   report(o, 'encode', 0, 1);
-  const cfg = !pixel && doClassifierFreeGuidance(guidance);
-  let context: Tensor | undefined;
+  // A UNet that embeds the guidance scale (LCM) runs no unconditional branch (diffusers likewise).
+  const cfg = !pixel && !unet.embedsGuidance && doClassifierFreeGuidance(guidance);
+  let context: Conditioning | undefined;
   let truncated: readonly string[] = [];
+  const micro = defaultMicroConditioning(shape[3]! * factor, shape[2]! * factor, o.micro);
   if (!pixel && o.embeddings) {
-    const { cond, uncond } = o.embeddings;
-    context = cfg ? concatRows([repeatRows(uncond, k), repeatRows(cond, k)]) : repeatRows(cond, k);
+    const addition = unet.config.addition;
+    const cond = asEmbeddings(o.embeddings.cond, addition), uncond = asEmbeddings(o.embeddings.uncond, addition);
+    context = (cfg ? concatEmbeddings([uncond.repeat(k), cond.repeat(k)]) : cond.repeat(k)).conditioning(micro);
   } else if (!pixel) {
-    const prompts = cfg ? [o.negativePrompt ?? '', o.prompt] : [o.prompt];
-    const emb = await ck.textEncoder().encode(prompts, { clipSkip: o.clipSkip });
+    // A missing negative prompt is null: SDXL models with force_zeros_for_empty_prompt then use zeros.
+    const prompts = cfg ? [o.negativePrompt ?? null, o.prompt] : [o.prompt];
+    const emb = await ck.conditioner().encode(prompts, { clipSkip: o.clipSkip, prompts2: cfg ? [o.negativePrompt2, o.prompt2] : [o.prompt2] });
     truncated = emb.truncated;
-    context = cfg ? concatRows([repeatRows(rows(emb.lastHiddenState, 0), k), repeatRows(rows(emb.lastHiddenState, 1), k)]) : repeatRows(rows(emb.lastHiddenState, 0), k);
+    context = (cfg ? concatEmbeddings([emb.rows(0).repeat(k), emb.rows(1).repeat(k)]) : emb.rows(0).repeat(k)).conditioning(micro);
   } else if (o.controls?.length) {
     throw new InputError('ControlNets need a text-conditioned model (Stable Diffusion), not a pixel-space UNet2DModel');
   }
   report(o, 'encode', 1, 1);
-  await phaseDone(ck, 'text_encoder');
+  await phaseDone(ck, 'text_encoder', 'text_encoder_2');
 
   const controls = prepareControls(o.controls ?? [], shape[3]! * factor, shape[2]! * factor, factor);
   const control = controlNetVariant(controls);
@@ -88,7 +92,7 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
     const v = o.variantForStep?.(i, t);
     const variant = composeVariants([control, ip?.variant, v?.variant]);
     const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...ip?.feeds(guidanceRows(cfg, k)), ...v?.feeds };
-    const { noisePred } = await unet.run({ sample: input, timestep: t, encoderHiddenStates: context, variant, feeds });
+    const { noisePred } = await unet.run({ sample: input, timestep: t, ...context, timestepCond: unet.guidanceCond(guidance, input.shape[0]!), variant, feeds });
     const eps = cfg ? guide(noisePred, guidance) : noisePred.data;
     const out = scheduler.step(eps, t, latents.data, { eta: o.eta ?? 0, noise: o.noise });
     latents = { shape: latents.shape, data: out.prevSample };
