@@ -15,6 +15,8 @@
  *                   (one graph, the weights are inputs);
  * - controlnet_step_ratio: one CFG step (2 rows) with an SD 1.5 ControlNet fused into the UNet graph
  *                   against the plain step: `ratio` = controlnet / plain;
+ * - taesd_decode_ratio: one tiny-VAE (TAESD, 64 channels, 4 stages) decode of a [1, 4, 64, 64] latent against
+ *                   the full SD 1.5 VAE decode: `ratio` = TAESD / full VAE (the cost of --vae-tiny / previews);
  * - pipeline_t2i_disk: pipeline_t2i from a real diffusers folder of F32 .safetensors (random weights streamed
  *                   to a temp folder first, write_s, not measured): openCheckpoint + textToImage in a fresh child,
  *                   F32 weights read by ORT from the files; build_s = UNet build; folder deleted afterwards;
@@ -59,6 +61,8 @@ import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
 import { Config, type Json } from '../src/io/config.js';
 import { WeightsView } from '../src/io/weights.js';
 import { autoencoderConfig, vaeDecode } from '../src/models/autoencoder-kl.js';
+import { autoencoderTinyConfig, tinyDecode } from '../src/models/autoencoder-tiny.js';
+import { TAESD_CONFIG, taesdWeightTable } from './taesd-weights.js';
 import { clipTextConfig, clipTextModel } from '../src/models/clip.js';
 import { controlNetConfig } from '../src/models/controlnet.js';
 import { unet2DConditionModel, unetConfig, type UNet2DConditionConfig } from '../src/models/unet2d-condition.js';
@@ -162,7 +166,7 @@ const YARDSTICK_UNET_RSS_GIB = 5.9;
 const YARDSTICK_UNET_GFLOPS = 88;
 
 const CONTRACT = ['matmul_ceiling', 'unet_step', 'vae_decode', 'text_encode'] as const;
-const WHOLE = ['pipeline_t2i', 'vary_step_ratio', 'controlnet_step_ratio'] as const;
+const WHOLE = ['pipeline_t2i', 'vary_step_ratio', 'controlnet_step_ratio', 'taesd_decode_ratio'] as const;
 const FILES = ['pipeline_t2i_disk', 'pno_iteration'] as const;
 const TINY = ['tiny_sd15_t2i', 'tiny_sd21_t2i'] as const;
 const MEASURES: readonly string[] = [...CONTRACT, ...WHOLE, ...FILES, ...TINY];
@@ -825,6 +829,32 @@ async function controlNetStepRatio(opts: Options): Promise<Result> {
   });
 }
 
+/** The tiny VAE's decode (src/components/vae-tiny.ts) against the full VAE's (vae_decode), same latent. */
+async function taesdDecodeRatio(opts: Options): Promise<Result> {
+  const tcfg = autoencoderTinyConfig(new Config('madebyollin/taesd config.json (bench)', TAESD_CONFIG));
+  const trw = new RandomWeights('random TAESD', taesdWeightTable(tcfg));
+  const full = vaeBench(opts);
+  const shape = [1, tcfg.latentChannels, opts.size, opts.size];
+  const arms: Arm[] = [
+    {
+      label: 'taesd', key: `bench-taesd-dec:${opts.size}`, rows: 1, sources: [trw], mustRead: [{ source: trw, prefix: 'decoder.' }],
+      build: () => {
+        const g = new ShapeGraph('taesd_decoder');
+        g.output('image', tinyDecode(op.div(g.input('latents', shape), tcfg.scalingFactor), new WeightsView(trw), tcfg));
+        return g;
+      },
+      feeds: { taesd: full.feeds },
+    },
+    { label: 'vae', key: full.key, rows: 1, sources: full.sources, mustRead: full.mustRead, build: full.build, feeds: { vae: full.feeds } },
+  ];
+  const runs = opts.runs ?? 3;
+  const timed = await timeArms('taesd_decode_ratio', arms, runs, opts);
+  return ratioResult('taesd_decode_ratio', timed, arms, 'taesd', runs, opts, {
+    params: trw.parameterCount,
+    note: `the TAESD decoder (TAESD: ${(trw.parameterCount / 1e6).toFixed(1)} M parameters, encoder + decoder) vs the SD 1.5 VAE decoder, one [1, 4, ${opts.size}, ${opts.size}] latent; baseline_* = the full VAE`,
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The whole pipeline on a Checkpoint of random weights.
 
@@ -1088,6 +1118,7 @@ async function runChild(measure: string, opts: Options): Promise<void> {
     case 'pipeline_t2i': r = await pipelineBench(opts); break;
     case 'vary_step_ratio': r = await varyStepRatio(opts); break;
     case 'controlnet_step_ratio': r = await controlNetStepRatio(opts); break;
+    case 'taesd_decode_ratio': r = await taesdDecodeRatio(opts); break;
     case 'pipeline_t2i_disk': r = await pipelineDiskBench(opts); break;
     case 'pno_iteration': r = await pnoBench(opts); break;
     default: r = await tinyBench(measure, opts);
