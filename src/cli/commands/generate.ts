@@ -12,10 +12,11 @@ import { choice, float, int, seed } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { addConditioningFlags, addMicroConditioningFlags, conditioningFrom, microFrom, type ConditioningFlags } from '../conditioning-flags.js';
 import { PreviewWriter } from '../previews.js';
 import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
-export interface SamplingFlags {
+export interface SamplingFlags extends ConditioningFlags {
   model: string;
   prompt?: string;
   negativePrompt?: string;
@@ -51,7 +52,7 @@ export async function controlsFrom(o: SamplingFlags): Promise<ControlInput[]> {
 
 /** Flags shared by every sampling command (generate, vary, ...). */
 export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidance: number }): Command {
-  return cmd
+  return addConditioningFlags(cmd)
     .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
     .option('--negative-prompt <text>', 'negative prompt (the unconditional branch of guidance)')
     .option('--steps <n>', 'denoising steps', int('--steps', 1, 1000), defaults.steps)
@@ -91,7 +92,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
-        clipSkip: o.clipSkip, controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress),
+        clipSkip: o.clipSkip, ...conditioningFrom(o), controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress),
         preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
@@ -105,7 +106,8 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
     });
 
-  program.command('invert')
+  addMicroConditioningFlags(program.command('invert'))
+    .option('--prompt-2 <text>', 'SDXL: inversion prompt for the second text encoder (default: --prompt)')
     .description('DDIM inversion of an image: writes the chain z_0 .. z_N (key "chain", [N+1, 1, C, h, w])')
     .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
     .requiredOption('--image <file>', 'image to invert')
@@ -118,7 +120,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string; vaeTiny?: string }) => {
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals(), o);
-      const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });
+      const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, prompt2: (o as ConditioningFlags).prompt2, micro: microFrom(o as ConditioningFlags), steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });
       const chain = concatRows(inv.chain);
       saveTensors(o.saveChain, { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       progress.done();
