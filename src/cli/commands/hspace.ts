@@ -19,7 +19,7 @@ function ramp(v: string): [number, number] {
   return [a, b];
 }
 
-interface Common { model: string; prompt?: string; steps: number; seed?: number | bigint; noise: NoiseKind; saveLatents?: string; out: string }
+interface Common { model: string; prompt?: string; steps: number; seed?: number | bigint; noise: NoiseKind; saveLatents?: string; vaeTiny?: string; out: string }
 
 async function finish(o: Common, r: GeneratedImages, progress: ProgressReporter, params: Record<string, unknown>, quiet: boolean): Promise<void> {
   if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
@@ -36,6 +36,7 @@ function common(cmd: Command): Command {
     .option('--seed <s>', 'seed for the stochastic steps (default: random)', seed)
     .option('--noise <kind>', 'noise generator: torch or native', choice('--noise', NOISE_KINDS), 'torch')
     .option('--save-latents <file>', 'write the final latents / sample (key "latents")')
+    .option('--vae-tiny <dir>', 'encode and decode with this tiny VAE (TAESD folder) instead of the model\'s VAE')
     .requiredOption('--out <file.png>', 'output image');
 }
 
@@ -53,7 +54,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
     .action(async (o: Common & { image: string; content: string; tEdit: number; gamma?: number; gammaRamp?: [number, number]; omega: number; mask?: string; tNoise: number; dtLambda: number }) => {
       if (o.gamma !== undefined && o.gammaRamp) throw new InputError('give --gamma or --gamma-ramp, not both');
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openModel(o.model, globals());
+      const ck = openModel(o.model, globals(), o);
       const s = o.seed ?? Math.floor(Math.random() * 2 ** 32);
       const r = await inject(ck, {
         original: await readImageRGB(o.image), content: await readImageRGB(o.content), prompt: o.prompt, steps: o.steps, tEdit: o.tEdit,
@@ -71,7 +72,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
     .option('--t-boost <t>', 'stochastic (eta 1) below this timestep', int('--t-boost'), 200)
     .action(async (o: Common & { image: string; attribute: string; strength: number; tEdit: number; tBoost: number }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const ck = openModel(o.model, globals());
+      const ck = openModel(o.model, globals(), o);
       const s = o.seed ?? Math.floor(Math.random() * 2 ** 32);
       const r = await edit(ck, {
         image: await readImageRGB(o.image), attribute: o.attribute, prompt: o.prompt, steps: o.steps, strength: o.strength, tEdit: o.tEdit,
