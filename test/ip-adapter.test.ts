@@ -7,12 +7,12 @@ import { Graph, type Value } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
 import { readImageRGB } from '../src/io/image.js';
 import { crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant } from '../src/adapters/ip-adapter/decoupled-attention.js';
-import { IPAdapter } from '../src/adapters/ip-adapter/ip-adapter-file.js';
+import { IPAdapter, readAdapterTensors } from '../src/adapters/ip-adapter/ip-adapter-file.js';
 import { ipAdapterPlusImageProjection, projectImageEmbeds } from '../src/adapters/ip-adapter/image-projection.js';
 import { ipAdapterTokens } from '../src/adapters/ip-adapter/prepare.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff, rows, type Tensor } from '../src/tensor.js';
-import { close, golden, goldenPath, modelDir } from './helpers.js';
+import { close, FIXTURES, golden, goldenPath, modelDir } from './helpers.js';
 
 const IPA = 'tiny-ip-adapter';
 const adapterFile = (name: string): string => path.join(modelDir(IPA), name);
@@ -124,4 +124,16 @@ test('IP-Adapter at scale 0 equals plain generation bit for bit; a nonzero scale
   assert.equal(maxAbsDiff(zero.latents, plain.latents), 0);
   const on = await textToImage(ck, { ...base, ipAdapters: [{ adapter: adapterFile(PLUS), image, scale: 0.5 }] });
   assert.ok(maxAbsDiff(on.latents, plain.latents) > 1e-3);
+});
+
+test('the official pickled .bin adapter loads (weights-only) to exactly the tensors of its safetensors twin', () => {
+  const bin = IPAdapter.open(path.join(FIXTURES, 'models', 'tiny-pickles', 'ip-adapter_sd15.bin'));
+  const st = IPAdapter.open(adapterFile(BASE));
+  assert.deepEqual(bin.projection, st.projection);
+  const a = readAdapterTensors(path.join(FIXTURES, 'models', 'tiny-pickles', 'ip-adapter_sd15.bin')), b = readAdapterTensors(adapterFile(BASE));
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  for (const [k, t] of b) {
+    assert.deepEqual(a.get(k)!.shape, t.shape, k);
+    assert.equal(maxAbsDiff(a.get(k)!, t), 0, k);
+  }
 });

@@ -11,10 +11,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../../errors.js';
-import { SafetensorsFile } from '../../io/safetensors.js';
+import { openTensorFile } from '../../io/tensor-file.js';
 import { WeightsView, type TensorSource } from '../../io/weights.js';
 import type { Tensor } from '../../tensor.js';
-import { readPickledTensors } from './pickled.js';
 
 /** diffusers `ImageProjection`: Linear(image_embeds -> tokens x width) + LayerNorm. */
 export interface ImageProjectionSpec {
@@ -131,8 +130,7 @@ export class IPAdapter {
 
 /** Flat `image_proj.<k>` / `ip_adapter.<n>.<k>` tensors of a safetensors file or an official `.bin` pickle. */
 export function readAdapterTensors(file: string): Map<string, Tensor> {
-  if (/\.(bin|pt|pth|ckpt)$/i.test(file)) return readPickledTensors(file);
-  const f = SafetensorsFile.open(file);
+  const f = openTensorFile(file);
   try {
     const out = new Map<string, Tensor>();
     for (const key of f.tensors.keys()) out.set(key, f.readFloat32(key));
