@@ -68,7 +68,7 @@ for (const m of ['tiny-sd15', 'tiny-ddpm']) {
     const ck = openCheckpoint(dir);
     const o = await base();
     const inv = await invert(ck, o.original, { prompt: '', steps: 6 });
-    const plain = await textToImage(ck, { prompt: '', steps: 6, guidance: 1, latents: inv.chain[6]!, latentsOnly: true, width: o.original.width, height: o.original.height });
+    const plain = await textToImage(ck, { scheduler: 'ddim', prompt: '', steps: 6, guidance: 1, latents: inv.chain[6]!, latentsOnly: true, width: o.original.width, height: o.original.height });
     const g0 = await inject(ck, { ...o, gamma: 0 });
     assert.equal(maxAbsDiff(g0.latents, plain.latents), 0, 'gamma 0');
     const zeroMask = await inject(ck, { ...o, gamma: 0.8, mask: solid(o.original.width, o.original.height, 0) });
@@ -118,7 +118,7 @@ test('Asyrp edit: strength 0 is the plain reconstruction; the result moves furth
     const attribute = deltaFile(`${m}.safetensors`, 64, 128);
     const run = (strength: number) => edit(ck, { image, attribute, strength, steps: 6, tEdit: 300, tBoost: 0 });
     const inv = await invert(ck, image, { prompt: '', steps: 6 });
-    const plain = await textToImage(ck, { prompt: '', steps: 6, guidance: 1, latents: inv.chain[6]!, latentsOnly: true, width: image.width, height: image.height });
+    const plain = await textToImage(ck, { scheduler: 'ddim', prompt: '', steps: 6, guidance: 1, latents: inv.chain[6]!, latentsOnly: true, width: image.width, height: image.height });
     assert.equal(maxAbsDiff((await run(0)).latents, plain.latents), 0);
     const d = [];
     for (const c of [0.25, 0.5, 1]) d.push(maxAbsDiff((await run(c)).latents, plain.latents));

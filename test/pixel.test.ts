@@ -19,7 +19,7 @@ test('pixel-space DDIM sampling parity with diffusers (UNet2DModel, clip_sample,
   assert.ok(ck.isPixelSpace());
   const [k, , h, w] = gold.noise!.shape as [number, number, number, number];
   const errs: number[] = [];
-  const r = await textToImage(ck, { prompt: '', steps: meta.num_inference_steps, numImages: k, width: w, height: h, latents: gold.noise!, onStepEnd: (i, _t, x) => errs.push(close(x, gold[`step_${i}.prev_sample`]!, 1e-4, `step ${i}`)) });
+  const r = await textToImage(ck, { scheduler: 'ddim', prompt: '', steps: meta.num_inference_steps, numImages: k, width: w, height: h, latents: gold.noise!, onStepEnd: (i, _t, x) => errs.push(close(x, gold[`step_${i}.prev_sample`]!, 1e-4, `step ${i}`)) });
   const fin = close(r.latents, gold.final_sample!, 1e-4, 'final sample');
   const f = (await import('../src/io/safetensors.js')).SafetensorsFile.open(goldenPath(M, 'ddim_sampling.safetensors'));
   const want = f.readInts('images_uint8');

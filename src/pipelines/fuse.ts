@@ -61,7 +61,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   const shape = latentShape(vae.scaleFactor, unet.inChannels, k, o.width ?? unet.sampleSize * vae.scaleFactor, o.height ?? unet.sampleSize * vae.scaleFactor);
   const noise = initialLatents(shape, o.latents, o.noise);
   if (pnoSteps === 0) {
-    const r = await textToImage(ck, { prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: fused, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: fused, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
@@ -94,7 +94,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   // Generate each image from its optimized noise and conditioning.
   const images = [], finals = [];
   for (let i = 0; i < k; i++) {
-    const r = await textToImage(ck, { prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
     images.push(...r.images);
     finals.push(r.latents);
   }

@@ -20,7 +20,10 @@ import { asEmbeddings, concatEmbeddings, defaultMicroConditioning, type Conditio
 import { decodeLatents, latentShape, phaseDone, samplesToImages, type GeneratedImages, type SamplingOptions } from './common.js';
 
 export interface TextToImageOptions extends SamplingOptions, ConditioningOptions {
+  /** A --scheduler name (schedulers/index.ts SCHEDULERS); default: the class the model's scheduler_config.json names. */
   scheduler?: string;
+  /** Overrides the scheduler config's timestep_spacing (leading, trailing, linspace). */
+  timestepSpacing?: string;
   eta?: number;
   /** Conditioning given directly ([1, L, D] each, or PromptEmbeddings with SDXL's pooled output) instead of encoding prompt / negativePrompt (fused embeddings, PNO). */
   embeddings?: { cond: Tensor | PromptEmbeddings; uncond: Tensor | PromptEmbeddings };
@@ -53,7 +56,7 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   // Pixel-space UNet2DModels (DDPM) have no VAE and no text: the "latents" are the image itself.
   const pixel = !unet.conditional;
   const factor = pixel ? 1 : ck.autoencoder().scaleFactor;
-  const scheduler = createScheduler(o.scheduler ?? 'ddim', ck.schedulerConfig());
+  const scheduler = createScheduler(o.scheduler, ck.schedulerConfig(), { timestepSpacing: o.timestepSpacing });
   const shape = latentShape(factor, unet.inChannels, k, o.width ?? unet.sampleSize * factor, o.height ?? unet.sampleSize * factor);
   let latents = initialLatents(shape, o.latents, o.noise);
   const preview = previewHook(ck, o);
@@ -84,11 +87,13 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   const control = controlNetVariant(controls);
   const ip = await ipAdapterSetup(ck, o.ipAdapters, o.imageEncoder);
   scheduler.setTimesteps(steps);
+  latents = scaleByInitNoiseSigma(latents, scheduler.initNoiseSigma);
   const ts = scheduler.timesteps;
   for (let i = 0; i < ts.length; i++) {
     const t = ts[i]!;
     report(o, 'denoise', i, ts.length);
-    const input = cfg ? concatRows([latents, latents]) : latents;
+    const scaled = { shape: latents.shape, data: scheduler.scaleModelInput(latents.data, t) };
+    const input = cfg ? concatRows([scaled, scaled]) : scaled;
     const v = o.variantForStep?.(i, t);
     const variant = composeVariants([control, ip?.variant, v?.variant]);
     const feeds = { ...controlNetFeeds(controls, () => 1, input.shape[0]!), ...ip?.feeds(guidanceRows(cfg, k)), ...v?.feeds };
@@ -106,11 +111,18 @@ export async function textToImage(ck: Checkpoint, o: TextToImageOptions): Promis
   return { latents, images, truncatedPrompts: truncated };
 }
 
+/** diffusers' prepare_latents: latents * scheduler.init_noise_sigma (a float32 product; 1 leaves them as given). */
+export function scaleByInitNoiseSigma(latents: Tensor, sigma: number): Tensor {
+  if (sigma === 1) return latents;
+  const s = Math.fround(sigma);
+  return { shape: latents.shape, data: latents.data.map((v) => v * s) };
+}
+
 export function initialLatents(shape: readonly number[], given: Tensor | undefined, noise: NoiseSource | undefined): Tensor {
   if (given) {
     if (given.shape.join(',') !== shape.join(',')) throw new InputError(`--latents has shape [${given.shape.join(', ')}] but this run needs [${shape.join(', ')}]`);
     return given;
   }
   if (!noise) throw new InputError('no initial latents and no noise source (give --latents or --seed)');
-  return { shape, data: noise.randn(shape) }; // init_noise_sigma is 1 for DDIM
+  return { shape, data: noise.randn(shape) }; // unit noise; textToImage scales it by init_noise_sigma
 }

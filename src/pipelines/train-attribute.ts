@@ -86,7 +86,7 @@ export async function trainAttribute(ck: Checkpoint, o: TrainAttributeOptions): 
   for (const f of files) images.push(referenceAtSize(await readImageRGB(path.join(o.images, f)), factor, undefined, undefined, o.onWarning));
   if (o.visualReference) {
     const ref = o.visualReference === 'generate'
-      ? (await textToImage(ck, { prompt: o.target, steps, guidance: 7.5, width: images[0]!.width, height: images[0]!.height, noise: new NativeGaussian(o.seed ?? 0) })).images[0]!
+      ? (await textToImage(ck, { scheduler: 'ddim', prompt: o.target, steps, guidance: 7.5, width: images[0]!.width, height: images[0]!.height, noise: new NativeGaussian(o.seed ?? 0) })).images[0]!
       : await readImageRGB(o.visualReference);
     const feats = async (im: RGBImage): Promise<Float32Array> => {
       const x = new VaeImageProcessor({ vae_scale_factor: 1, do_resize: false }).preprocess(im);

@@ -10,7 +10,7 @@ import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { openModel } from '../model.js';
 import { ProgressReporter } from '../progress.js';
-import { addSamplingFlags, controlsFrom, noiseFor, type SamplingFlags } from './generate.js';
+import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 
 export function registerFuseCommand(program: Command, globals: () => GlobalOptions): void {
   addSamplingFlags(program.command('fuse').description('Visual Concept Fusion: generate from a prompt fused with a reference image through a trained aligner'), { steps: 50, guidance: 7.5 })
@@ -24,6 +24,7 @@ export function registerFuseCommand(program: Command, globals: () => GlobalOptio
     .option('--no-checkpointing', 'PNO: keep every activation of the sampling chain instead of recomputing each UNet call (faster, more memory)')
     .action(async (o: SamplingFlags & { aligner: string; image: string; prompt: string; fusion: Fusion; pnoSteps: number; pnoLr: number; clip?: string; checkpointing: boolean }) => {
       const progress = new ProgressReporter(globals().quiet);
+      requireDdim(o, 'fuse');
       const ck = openModel(o.model, globals(), o);
       const { seed: s, noise } = noiseFor(o);
       const r = await fuseGenerate(ck, {

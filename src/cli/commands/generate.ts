@@ -9,6 +9,8 @@ import { invert } from '../../pipelines/invert.js';
 import { textToImage } from '../../pipelines/text-to-image.js';
 import { concatRows } from '../../tensor.js';
 import { choice, float, int, seed } from '../parse.js';
+import { checkSchedulerName, schedulerNameForClass, SCHEDULERS } from '../../schedulers/index.js';
+import { TIMESTEP_SPACINGS } from '../../schedulers/scheduler-config.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
@@ -28,7 +30,8 @@ export interface SamplingFlags extends ConditioningFlags {
   seed?: number | bigint;
   noise: NoiseKind;
   latents?: string;
-  scheduler: string;
+  scheduler?: string;
+  timestepSpacing?: string;
   eta: number;
   saveLatents?: string;
   vaeTiny?: string;
@@ -63,7 +66,8 @@ export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidan
     .option('--seed <s>', 'random seed (default: random)', seed)
     .option('--noise <kind>', `initial-noise generator: torch (bit-exact torch.randn on CPU, as diffusers) or native`, choice('--noise', NOISE_KINDS), 'torch')
     .option('--latents <file>', 'initial noise from a safetensors file (key "latents", [K, C, h, w])')
-    .option('--scheduler <name>', 'scheduler (ddim)', 'ddim')
+    .option('--scheduler <name>', `sampler: ${SCHEDULERS.join(', ')} (default: the class the model's scheduler/scheduler_config.json names, as diffusers loads it; vary and fuse sample with ddim only)`, (v: string) => checkSchedulerName(v))
+    .option('--timestep-spacing <s>', `override the scheduler config's timestep_spacing: ${TIMESTEP_SPACINGS.join(', ')}`, choice('--timestep-spacing', TIMESTEP_SPACINGS))
     .option('--eta <e>', 'DDIM eta (0: deterministic)', float('--eta', 0), 0)
     .option('--save-latents <file>', 'write the final latents (key "latents") before VAE decoding')
     .option('--vae-tiny <dir>', 'decode (and encode references) with this tiny VAE (TAESD folder: config.json + weights) instead of the model\'s VAE')
@@ -71,6 +75,11 @@ export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidan
     .option('--control-image <file>', 'condition image for the ControlNet at the same position (depth map, edges, ...)', collect((v) => v), [])
     .option('--control-scale <x>', 'conditioning scale of the ControlNet at the same position (default 1)', collect(float('--control-scale')), [])
     .requiredOption('--out <file.png>', 'output image; with several images a-0.png, a-1.png, ...');
+}
+
+/** Commands whose methods sample with DDIM only (their official code does): any other --scheduler is an error. */
+export function requireDdim(o: { scheduler?: string; timestepSpacing?: string }, command: string): void {
+  if (o.scheduler !== undefined && o.scheduler !== 'ddim') throw new InputError(`--scheduler ${o.scheduler}: ${command} samples with ddim only (as its method's official code); omit --scheduler or pass ddim`);
 }
 
 export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { seed: number | bigint; noise: ReturnType<typeof createNoise> } {
@@ -91,7 +100,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       const { seed: s, noise } = noiseFor(o);
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
-        numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, eta: o.eta,
+        numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, timestepSpacing: o.timestepSpacing, eta: o.eta,
         clipSkip: o.clipSkip, ...conditioningFrom(o), controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress),
         preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
@@ -99,7 +108,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
-        scheduler: o.scheduler, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
+        scheduler: o.scheduler ?? schedulerNameForClass(String(ck.schedulerConfig().raw._class_name)) ?? null, timestep_spacing: o.timestepSpacing ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
       });
       const previewFiles = await previews.flush();
       progress.done();
@@ -117,7 +126,9 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     .option('--height <h>', 'resize to this height first', int('--height', 1))
     .requiredOption('--save-chain <file.safetensors>', 'output file')
     .option('--vae-tiny <dir>', 'encode the image with this tiny VAE (TAESD folder) instead of the model\'s VAE')
-    .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string; vaeTiny?: string }) => {
+    .option('--scheduler <name>', 'inversion is DDIM inversion (DDIMInverseScheduler): ddim only', (v: string) => checkSchedulerName(v))
+    .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string; vaeTiny?: string; scheduler?: string }) => {
+      requireDdim(o, 'invert');
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals(), o);
       const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, prompt2: (o as ConditioningFlags).prompt2, micro: microFrom(o as ConditioningFlags), steps: o.steps, width: o.width, height: o.height, onProgress: progress.onProgress });

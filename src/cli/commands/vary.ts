@@ -8,7 +8,7 @@ import { choice, float, int } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
-import { addSamplingFlags, controlsFrom, noiseFor, type SamplingFlags } from './generate.js';
+import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
 interface VaryFlags extends SamplingFlags, IPAdapterFlags {
@@ -45,6 +45,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       const controls = await controlsFrom(o);
       const method = createMethod(o.method, o.steps, { ...o, controlnet: controls.length > 0 });
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
+      requireDdim(o, 'vary');
       const ck = openModel(o.model, globals(), o);
       const reference = await readImageRGB(o.image);
       const { seed: s, noise } = noiseFor(o);
