@@ -17,6 +17,8 @@ import { clipTextModel } from '../src/models/clip.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import type { Tensor } from '../src/tensor.js';
 import { close, FIXTURES, golden, goldenPath, modelDir } from './helpers.js';
+import { writeTorchLegacy, writeTorchZip, type RawTensor } from './torch-writer.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 
 const SD15 = modelDir('tiny-sd15');
 const SDXL = modelDir('tiny-sdxl');
@@ -116,6 +118,42 @@ test('LoRA SDXL: both text encoders receive the merged weights (prompt and poole
   const e2 = close({ shape: g.negative_prompt_embeds!.shape, data: emb.embeds.data.subarray(0, d) }, g.negative_prompt_embeds!, 1e-5, 'negative prompt embeds');
   const e3 = close({ shape: g.pooled_prompt_embeds!.shape, data: emb.pooled!.data.subarray(p) }, g.pooled_prompt_embeds!, 1e-5, 'pooled');
   console.log(`SDXL LoRA embeddings: ${e1.toExponential(1)} / ${e2.toExponential(1)} / pooled ${e3.toExponential(1)}`);
+});
+
+test('LoRA SDXL pipeline parity (kohya file, Euler, both text encoders and the UNet merged): final latents', async () => {
+  const m = meta('pipeline_sdxl_kohya');
+  const g = golden('tiny-lora', 'pipeline_sdxl_kohya');
+  const ck = openCheckpoint(SDXL, { loras: [{ path: KOHYA_XL, scale: m.lora_scale! }] });
+  const r = await textToImage(ck, {
+    prompt: m.prompt, negativePrompt: m.negative_prompt, steps: m.num_inference_steps, guidance: m.guidance_scale, width: m.width, height: m.height,
+    latents: g.latents_in!, latentsOnly: true, scheduler: 'euler',
+  });
+  const f = close(r.latents, g.final_latents!, 1e-4, 'final latents');
+  console.log(`pipeline_sdxl_kohya: final latents ${f.toExponential(1)}`);
+});
+
+/** The tensors of a safetensors file as stored (dtype and bytes), for writing its pickled twin. */
+function rawTensors(file: string): Record<string, RawTensor> {
+  const f = SafetensorsFile.open(file);
+  try {
+    return Object.fromEntries([...f.tensors.values()].map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: f.readBytes(t.name) }]));
+  } finally { f.close(); }
+}
+
+test('pickled LoRA files (.bin torch zip, .pt legacy) merge to exactly the weights of their safetensors twins', () => {
+  const bin = path.join(tmp, 'pytorch_lora_weights.bin');
+  const pt = path.join(tmp, 'lora_kohya_sd15.pt');
+  writeTorchZip(bin, rawTensors(PEFT));
+  writeTorchLegacy(pt, rawTensors(KOHYA));
+  const keys = ['down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight', 'down_blocks.0.resnets.0.conv1.weight'];
+  const pairs: [string, string][] = [[bin, PEFT], [pt, KOHYA]];
+  for (const [pickled, twin] of pairs) {
+    const a = openCheckpoint(SD15, { loras: [{ path: pickled, scale: 0.7 }] });
+    const b = openCheckpoint(SD15, { loras: [{ path: twin, scale: 0.7 }] });
+    for (const k of keys) assert.ok(bitsEqual(a.unet().weights.source.read(k).data, b.unet().weights.source.read(k).data), `${path.basename(pickled)} ${k}`);
+    const q = 'text_model.encoder.layers.0.self_attn.q_proj.weight';
+    assert.ok(bitsEqual(a.textEncoder().weights.source.read(q).data, b.textEncoder().weights.source.read(q).data));
+  }
 });
 
 test('LoRA at scale 0 equals the base model bit for bit; unloading restores the base bit for bit', async () => {

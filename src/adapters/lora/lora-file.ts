@@ -5,11 +5,11 @@
  * read from the file when a merged weight is computed.
  */
 import { FileFormatError } from '../../errors.js';
-import { SafetensorsFile } from '../../io/safetensors.js';
+import { openTensorFile } from '../../io/tensor-file.js';
 import type { Tensor } from '../../tensor.js';
 import { fromAttnProcessorName, splitDiffusersPrefix, splitKohyaPrefix, type LoraComponent } from './key-map.js';
 
-/** What a LoRA reader needs of a tensor file (safetensors today; the pickle reader fits the same shape). */
+/** What a LoRA reader needs of a tensor file. */
 export interface LoraTensorFile {
   readonly path: string;
   keys(): Iterable<string>;
@@ -57,8 +57,9 @@ const UNSUPPORTED: readonly [RegExp, string][] = [
   [/\.(w_norm|b_norm)$/, 'norm-layer fine-tune (w_norm/b_norm)'],
 ];
 
+/** A LoRA file: .safetensors, or a torch pickle (.pt/.bin/.ckpt, read weights-only: nothing in it is executed). */
 export function openLoraTensorFile(path: string): LoraTensorFile {
-  const f = SafetensorsFile.open(path);
+  const f = openTensorFile(path);
   return {
     path,
     keys: () => f.tensors.keys(),
