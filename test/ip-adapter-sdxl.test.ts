@@ -7,6 +7,7 @@ import { crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant } from '../src/ad
 import { IPAdapter } from '../src/adapters/ip-adapter/ip-adapter-file.js';
 import { ipAdapterTokens, openImageEncoder } from '../src/adapters/ip-adapter/prepare.js';
 import { readImageRGB } from '../src/io/image.js';
+import { textToImage } from '../src/pipelines/text-to-image.js';
 import { concatRows, maxAbsDiff, rows, type Tensor } from '../src/tensor.js';
 import { close, golden, goldenPath, modelDir } from './helpers.js';
 
@@ -40,4 +41,17 @@ test('SDXL IP-Adapter: attn2 numbering (down, up, mid), tokens through the SD 1.
     }
   }
   console.log(`ip-adapter sdxl: tokens ${tokErr.toExponential(1)}, UNet steps ${errs.join(' ')}`);
+});
+
+test('StableDiffusionXLPipeline + IP-Adapter parity (Euler, 4 steps, CFG 5; image encoder folder given separately)', async () => {
+  const gold = golden(IPA, 'pipeline_sdxl');
+  const steps: Tensor[] = [];
+  const r = await textToImage(openCheckpoint(modelDir('tiny-sdxl')), {
+    prompt: 'a bronze statue of a lion in a park', negativePrompt: 'blurry, low quality', steps: 4, guidance: 5, width: 64, height: 64, scheduler: 'euler',
+    latents: gold.latents_in!, latentsOnly: true, imageEncoder: path.join(modelDir('tiny-sd15'), 'image_encoder'),
+    ipAdapters: [{ adapter: path.join(modelDir(IPA), 'ip-adapter_sdxl.safetensors'), image: await readImageRGB(goldenPath(IPA, 'ip_image_sdxl.png')), scale: 0.6 }],
+    onStepEnd: (_i, _t, l) => steps.push(l),
+  });
+  steps.forEach((l, i) => close(l, gold[`step_${i}.latents_after`]!, 1e-4, `step ${i}`));
+  console.log(`ip-adapter sdxl pipeline: final latents ${close(r.latents, gold.final_latents!, 1e-4, 'final latents').toExponential(1)}`);
 });
