@@ -50,7 +50,7 @@ function formatValidation(errors: readonly { instancePath: string; message?: str
   const e = errors[0]!;
   let field = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
   if (e.keyword === 'required') field = [field, String(e.params.missingProperty)].filter(Boolean).join('.');
-  if (e.keyword === 'additionalProperty') field = [field, String(e.params.additionalProperty)].filter(Boolean).join('.');
+  if (e.keyword === 'additionalProperties') field = [field, String(e.params.additionalProperty)].filter(Boolean).join('.');
   let msg = e.message ?? 'is invalid';
   if (e.keyword === 'enum') msg = `must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
   if (e.keyword === 'additionalProperties') msg = 'is not a parameter of this job (check the name against /openapi.json)';
@@ -86,7 +86,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(rateLimit, {
     max: o.rateLimit,
     timeWindow: 60_000,
-    errorResponseBuilder: (_req, ctx) => ({ error: `rate limit: more than ${ctx.max} requests a minute from this client; retry in ${Math.ceil(ctx.ttl / 1000)} s`, statusCode: 429 }),
+    errorResponseBuilder: (_req, ctx) => new HttpError(429, `rate limit: more than ${ctx.max} requests a minute from this client; retry in ${Math.ceil(ctx.ttl / 1000)} s`) as unknown as object,
   });
 
   // Bearer auth on the API; the UI and the OpenAPI document are public.

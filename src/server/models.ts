@@ -21,10 +21,10 @@ const readJson = (p: string): Record<string, unknown> | undefined => {
 
 function folderBytes(dir: string): number {
   let n = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) n += folderBytes(p);
-    else if (e.isFile()) n += fs.statSync(p).size;
+  for (const name of fs.readdirSync(dir)) {
+    const st = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
+    if (st?.isDirectory()) n += folderBytes(path.join(dir, name));
+    else if (st?.isFile()) n += st.size;
   }
   return n;
 }
@@ -72,7 +72,9 @@ export function discoverModels(root: string): ModelEntry[] {
       if (e.name.startsWith('.')) continue;
       const p = path.join(dir, e.name);
       const name = path.relative(root, p).split(path.sep).join('/');
-      if (e.isDirectory()) {
+      let st: fs.Stats;
+      try { st = e.isSymbolicLink() ? fs.statSync(p) : (e as unknown as fs.Stats); } catch { continue; } // symlinks followed; dangling ones skipped
+      if (st.isDirectory()) {
         const index = readJson(path.join(p, 'model_index.json'));
         const config = readJson(path.join(p, 'config.json'));
         if (index) out.push({ name, kind: 'pipeline', family: pipelineFamily(p), bytes: folderBytes(p) });
@@ -80,7 +82,7 @@ export function discoverModels(root: string): ModelEntry[] {
         else if (config?.model_type === 'clip') out.push({ name, kind: 'clip', family: 'clip', bytes: folderBytes(p) });
         else if (config?._class_name === 'UNet2DModel') out.push({ name, kind: 'pipeline', family: 'ddpm', bytes: folderBytes(p) });
         else if (depth < 3) walk(p, depth + 1);
-      } else if (e.isFile()) {
+      } else if (st.isFile()) {
         const f = fileEntry(p, name);
         if (f) out.push(f);
       }
@@ -91,19 +93,17 @@ export function discoverModels(root: string): ModelEntry[] {
 }
 
 /**
- * `name` resolved inside `root`: a relative path with no `..`, no absolute path, no NUL, that stays
- * inside the folder after symlinks are followed. `field` names the request field in errors.
+ * `name` resolved inside `root`: a relative path with no `..`, no absolute path and no NUL (symlinks
+ * the administrator put under --models are followed). `field` names the request field in errors.
  */
 export function resolveInside(root: string, name: string, field: string): string {
-  if (name.includes('\0') || path.isAbsolute(name) || name.split(/[\\/]/).some((s) => s === '..')) {
+  if (name.includes('\0') || path.isAbsolute(name) || /^[a-zA-Z]:/.test(name) || name.split(/[\\/]/).some((s) => s === '..')) {
     throw new HttpError(400, `${field}: ${JSON.stringify(name)} is not a name under the models folder (no absolute paths or "..")`);
   }
-  const base = fs.realpathSync(root);
-  const p = path.resolve(base, name);
-  let real: string;
-  try { real = fs.realpathSync(p); } catch { throw new HttpError(404, `${field}: no model or file named ${JSON.stringify(name)} under the models folder`); }
-  if (real !== base && !real.startsWith(base + path.sep)) throw new HttpError(400, `${field}: ${JSON.stringify(name)} leaves the models folder`);
-  return real;
+  const p = path.resolve(root, name);
+  if (!p.startsWith(path.resolve(root) + path.sep)) throw new HttpError(400, `${field}: ${JSON.stringify(name)} leaves the models folder`);
+  if (!fs.existsSync(p)) throw new HttpError(404, `${field}: no model or file named ${JSON.stringify(name)} under the models folder`);
+  return p;
 }
 
 interface Cached<T> { value: T; bytes: number; used: number; key: string }
@@ -138,9 +138,7 @@ export class ModelCache {
 
   /** A loose weights file (aligner, attribute network) by its name under --models. */
   file(name: string, field: string): string {
-    const p = resolveInside(this.root, name, field);
-    if (!fs.statSync(p).isFile()) throw new HttpError(400, `${field}: ${JSON.stringify(name)} is a folder, expected a weights file`);
-    return p;
+    return this.entry(name, field, ['weights']).p;
   }
 
   /** Names of the models now loaded (most recent last). */

@@ -57,6 +57,7 @@ export class JobStore {
 
   /** The record or a 404. */
   need(id: string): JobRecordT {
+    this.folder(id); // a 400 for what is not a job id (e.g. "../x")
     const r = this.get(id);
     if (!r) throw new HttpError(404, `id: no job ${JSON.stringify(id)}`);
     return r;
