@@ -23,12 +23,13 @@ import type { NoiseSource } from '../noise/gaussian.js';
 import { createScheduler } from '../schedulers/index.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { decodeLatents, latentShape, phaseDone, referenceAtSize, type GeneratedImages } from './common.js';
+import { concatEmbeddings, defaultMicroConditioning, type ConditioningOptions, type PromptEmbeddings } from '../components/prompt-conditioner.js';
 import { classifierFreeGuidance, doClassifierFreeGuidance } from './guidance.js';
 import { imageToLatents, invert, type Inversion } from './invert.js';
 import { report, type RunControl } from './progress.js';
 import { initialLatents, validateSampling } from './text-to-image.js';
 
-export interface VaryOptions extends RunControl {
+export interface VaryOptions extends RunControl, Pick<ConditioningOptions, 'prompt2' | 'negativePrompt2' | 'micro'> {
   reference: RGBImage;
   method: ReferenceMethod;
   prompt: string;
@@ -88,7 +89,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
 
   // 1. Invert the reference: z_0 .. z_N; the reference row at step i is z at the same timestep.
   const z0 = await imageToLatents(ck, reference);
-  const inversion = await invert(ck, z0, { prompt: inversionPrompt, steps, onProgress: o.onProgress, signal: o.signal });
+  const inversion = await invert(ck, z0, { prompt: inversionPrompt, micro: o.micro, steps, onProgress: o.onProgress, signal: o.signal });
   const zts = [...inversion.chain].reverse();
 
   const shape = latentShape(vae.scaleFactor, unet.config.inChannels, k, reference.width, reference.height);
@@ -99,11 +100,13 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const cfg = doClassifierFreeGuidance(guidance);
   const conflicting = o.method.guidanceMode === 'conflicting';
   const { rows: layout, referenceOf } = rowLayout(cfg, conflicting, k);
-  const texts = [o.prompt, o.negativePrompt ?? '', inversionPrompt, ''];
-  const emb = await ck.textEncoder().encode(texts);
-  await phaseDone(ck, 'text_encoder');
-  const embOf = (r: Row): Tensor => rows(emb.lastHiddenState, r.kind === 'gen' ? (r.branch === 'cond' ? 0 : 1) : (r.branch === 'cond' ? 2 : 3));
-  const context = concatRows(layout.map(embOf));
+  // A missing negative prompt is null (zeros on SDXL models with force_zeros_for_empty_prompt); the
+  // unconditional reference row is conditioned on "" as in the official code.
+  const texts = [o.prompt, o.negativePrompt ?? null, inversionPrompt, ''];
+  const emb = await ck.conditioner().encode(texts, { prompts2: [o.prompt2, o.negativePrompt2, undefined, undefined] });
+  await phaseDone(ck, 'text_encoder', 'text_encoder_2');
+  const embOf = (r: Row): PromptEmbeddings => emb.rows(r.kind === 'gen' ? (r.branch === 'cond' ? 0 : 1) : (r.branch === 'cond' ? 2 : 3));
+  const context = concatEmbeddings(layout.map(embOf)).conditioning(defaultMicroConditioning(reference.width, reference.height, o.micro));
 
   const refLayout: ReferenceLayout = { referenceOf, layer: o.method.layer, queryKeyAdain: o.method.queryKeyAdain, scoreShift: o.method.scoreShift };
   const refVariant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g: Graph) => referenceAttentionHooks(g, refLayout) };
@@ -133,7 +136,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
       return r.kind === 'ref' || (r.branch === 'uncond' && i < uncondOff) ? 0 : 1;
     };
     const feeds = { ...weightFeeds(perRow), ...controlNetFeeds(controls, rowScale, layout.length), ...ip?.feeds(ipRows) };
-    const { noisePred } = await unet.run({ sample, timestep: t, encoderHiddenStates: context, variant, feeds });
+    const { noisePred } = await unet.run({ sample, timestep: t, ...context, variant, feeds });
     o.onUNetOutput?.(i, layout, noisePred);
     const pick = (idx: number[]): Tensor => concatRows(idx.map((j) => rows(noisePred, j)));
     const cond = pick(genIdx('cond'));

@@ -8,6 +8,7 @@ import { choice, float, int } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { microFrom } from '../conditioning-flags.js';
 import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
@@ -51,6 +52,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       const { seed: s, noise } = noiseFor(o);
       const r = await vary(ck, {
         reference, method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt, steps: o.steps,
+        prompt2: o.prompt2, negativePrompt2: o.negativePrompt2, micro: microFrom(o),
         guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
         latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
         controls, controlUncondSteps: o.controlUncondSteps, ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
