@@ -12,8 +12,9 @@ import { FileFormatError, InputError } from '../src/errors.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import type { TensorSource } from '../src/io/weights.js';
 import { Graph } from '../src/graph/ir.js';
-import { WeightsView } from '../src/io/weights.js';
-import { clipTextModel } from '../src/models/clip.js';
+import { param } from '../src/graph/nn.js';
+import * as op from '../src/graph/ops.js';
+import { compile, configureEngine, runOnce } from '../src/graph/session.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import type { Tensor } from '../src/tensor.js';
 import { close, FIXTURES, golden, goldenPath, modelDir } from './helpers.js';
@@ -215,21 +216,35 @@ test('bad LoRA files: one-line errors naming file and key, and the model is left
   assert.throws(() => LoraSet.load([{ path: unmatched }], () => undefined, 'model'), FileFormatError);
 });
 
-test('graph weights of a LoRA-merged part carry the LoRA fingerprint (an on-disk cached graph of other weights never matches)', () => {
-  const ck = openCheckpoint(SD15, { loras: [{ path: PEFT, scale: 0.3 }] });
-  const te = ck.textEncoder();
-  const g = new Graph('t');
-  clipTextModel(g.input('ids', [1, 77], 'int64'), te.weights, te.config);
+test('graphs add the low-rank terms to the stored weight: equal to fuse_lora bit for bit, folded by ONNX Runtime, names carry the LoRA fingerprint', async () => {
+  const ck = openCheckpoint(SD15, { loras: [{ path: KOHYA, scale: 0.7 }] });
+  const gold = golden('tiny-lora', 'merged_weights');
+  const keys = ['down_blocks.0.resnets.0.conv1', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', 'down_blocks.0.downsamplers.0.conv'];
+  const g = new Graph('lora_fold');
+  const x = g.input('x', [1]);
+  keys.forEach((k, i) => g.output(`w${i}`, op.add(param(g, ck.unet().weights.pp(k), 'weight'), op.mul(x, 0))));
   const names = [...g.initializers.keys()];
-  const merged = names.filter((n) => n.endsWith('self_attn.q_proj.weight'));
-  assert.ok(merged.length > 0 && merged.every((n) => /@[0-9a-f]{16}\//.test(n)), merged.join(', '));
-  const plain = new Graph('p');
-  clipTextModel(plain.input('ids', [1, 77], 'int64'), new WeightsView(openCheckpoint(SD15).textEncoder().weights.source), te.config);
-  assert.ok([...plain.initializers.keys()].every((n) => !n.includes('@')));
-  // The merged tensors are handed over in memory; untouched ones keep their file location.
-  const src = te.weights.source;
-  assert.equal(src.location?.('text_model.encoder.layers.0.self_attn.q_proj.weight'), undefined);
-  assert.ok(te.id.includes(':lora-'));
+  const terms = names.filter((n) => /\.lora0\.(up|down)$/.test(n));
+  assert.equal(terms.length, 6);
+  assert.ok(terms.every((n) => /@[0-9a-f]{16}\//.test(n)), terms.join(', '));
+  // The stored weights are referenced untransformed (ONNX Runtime reads them from the checkpoint when it can).
+  assert.ok(names.filter((n) => n.endsWith('.weight')).every((n) => !n.includes('@')));
+  const r = await runOnce(g, { x: { shape: [1], data: new Float32Array([1]) } });
+  keys.forEach((k, i) => close(r[`w${i}`]!, gold[`kohya.unet.${k}.fused_weight`]!, 0, `${k} merged in the graph`));
+  // Constant folding leaves no low-rank product in the optimized graph (its weights are the merged tensors).
+  const cache = path.join(tmp, 'fold-cache');
+  configureEngine({ graphCache: cache });
+  try {
+    await compile(`lora-fold-test:${tmp}`, () => g);
+  } finally { configureEngine({ graphCache: undefined }); }
+  const model = fs.readdirSync(cache).find((f) => f.endsWith('.onnx'))!;
+  const proto = fs.readFileSync(path.join(cache, model)).toString('latin1');
+  assert.ok(!proto.includes('MatMul') && !proto.includes('lora0'), 'low-rank terms folded');
+  // read() merges in JavaScript to the same values, and is not a file location.
+  const src = ck.unet().weights.source;
+  close(src.read(`${keys[0]}.weight`), gold[`kohya.unet.${keys[0]}.fused_weight`]!, 0, 'read');
+  assert.equal(src.location?.(`${keys[0]}.weight`), undefined);
+  assert.ok(ck.unet().id.includes(':lora-') && !openCheckpoint(SD15).unet().id.includes('lora'));
 });
 
 test('CLI: --lora FILE:SCALE (repeatable) on generate, with a graph cache shared with a run without LoRA', () => {

@@ -2,7 +2,7 @@
  * Layers with weights, as PyTorch defines them, built from IR operators. Each takes a WeightsView
  * positioned at the module (`vb.pp('to_q')`) and checks the weight shapes it expects.
  */
-import type { WeightsView } from '../io/weights.js';
+import { WeightsView, type LowRankTerm } from '../io/weights.js';
 import type { Graph, Value } from './ir.js';
 import * as op from './ops.js';
 
@@ -18,7 +18,25 @@ function weightName(vb: WeightsView, name: string): string {
 }
 
 export function param(g: Graph, vb: WeightsView, name: string, shape?: readonly (number | null)[]): Value {
+  const lowRank = vb.source.lowRankTerms?.(vb.key(name));
+  if (lowRank) return withLowRankTerms(g, vb, name, shape, lowRank.base, lowRank.terms);
   return g.weight(weightName(vb, name), vb.forGraph(name, shape));
+}
+
+/**
+ * A merged LoRA weight as graph nodes: the stored tensor (still read by ONNX Runtime from its file) plus
+ * factor * (up @ down) per term, in PEFT's merge order and rounding; ONNX Runtime's constant folding
+ * computes it once when the session is built, so no merged copy passes through JavaScript.
+ */
+function withLowRankTerms(g: Graph, vb: WeightsView, name: string, shape: readonly (number | null)[] | undefined, base: WeightsView['source'], terms: readonly LowRankTerm[]): Value {
+  const plain = new WeightsView(base, vb.prefix);
+  let w = g.weight(weightName(plain, name), plain.forGraph(name, shape));
+  terms.forEach((t, i) => {
+    const up = g.weight(`${weightName(vb, name)}.lora${i}.up`, t.up);
+    const down = g.weight(`${weightName(vb, name)}.lora${i}.down`, t.down);
+    w = op.add(w, op.mul(op.reshape(op.matmul(up, down), w.shape), t.factor));
+  });
+  return w;
 }
 
 /** nn.Linear: y = x W^T + b over the last axis (Gemm with transB, so W is used as stored). */

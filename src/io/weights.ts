@@ -27,6 +27,18 @@ export interface TensorSource {
   location?(key: string): { path: string; offset: number } | undefined;
   /** Set when the contents differ from the files' (merged LoRAs): names what was applied, for graph caches. */
   readonly fingerprint?: string;
+  /**
+   * For a tensor that `read` returns with low-rank terms added (merged LoRAs): the untransformed source
+   * and the terms, so a graph can reference the stored tensor and add `factor * (up @ down)` itself.
+   */
+  lowRankTerms?(key: string): { readonly base: TensorSource; readonly terms: readonly LowRankTerm[] } | undefined;
+}
+
+/** factor * (up @ down), reshaped to the weight's shape: up [out, r], down [r, numel / out]. */
+export interface LowRankTerm {
+  readonly up: Tensor;
+  readonly down: Tensor;
+  readonly factor: number;
 }
 
 /**

@@ -1,11 +1,11 @@
 /**
- * A model part's weights with LoRAs merged in on read: `W + sum_i factor_i * (up_i @ down_i)`, one
- * tensor at a time, when the graph builder asks for it. The base weights are never modified or copied
- * whole, so unloading is dropping this wrapper, and untouched tensors keep their on-disk location
- * (ONNX Runtime reads them from the checkpoint); merged ones are handed over in memory.
+ * A model part's weights with LoRAs merged in: `W + sum_i factor_i * (up_i @ down_i)`. `read` merges one
+ * tensor at a time when asked; graph builders instead take the stored tensor (ONNX Runtime keeps reading
+ * it from the checkpoint) and the low-rank terms, and add them in the graph, where ONNX Runtime folds
+ * them once. The base weights are never modified or copied whole, so unloading is dropping this wrapper.
  */
 import type { Tensor } from '../../tensor.js';
-import type { TensorSource } from '../../io/weights.js';
+import type { LowRankTerm, TensorSource } from '../../io/weights.js';
 import type { LoraFile, LoraModule } from './lora-file.js';
 
 /** One LoRA's term for one weight: factor = scale * alpha / rank (diffusers' PEFT scaling). */
@@ -44,6 +44,22 @@ export class LoraMergedSource implements TensorSource {
 
   location(key: string): { path: string; offset: number } | undefined {
     return this.terms.has(key) ? undefined : this.base.location?.(key);
+  }
+
+  /** Graphs add the terms themselves (folded by ONNX Runtime), so the stored weight keeps its file location. */
+  lowRankTerms(key: string): { base: TensorSource; terms: LowRankTerm[] } | undefined {
+    const terms = this.terms.get(key);
+    if (!terms) return undefined;
+    const rows = this.base.shape(key)[0]!;
+    return {
+      base: this.base,
+      terms: terms.map((t) => {
+        const up = t.file.tensors.readFloat32(t.module.up);
+        const down = t.file.tensors.readFloat32(t.module.down);
+        const r = t.module.rank;
+        return { up: { shape: [rows, r], data: up.data }, down: { shape: [r, down.data.length / r], data: down.data }, factor: t.factor };
+      }),
+    };
   }
 }
 
