@@ -6,6 +6,7 @@
 import { FileFormatError, InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import { DdimBase, parseDdimConfig, type DdimStepOptions, type DdimStepResult } from './ddim.js';
+import { npArange, npLinspace, roundHalfEven } from './numpy.js';
 
 const f = Math.fround;
 const VARIANCE_TYPES = ['fixed_small', 'fixed_small_log', 'fixed_large', 'fixed_large_log'] as const;
@@ -18,6 +19,8 @@ export class DDPMScheduler extends DdimBase {
     const source = options.source ?? 'scheduler_config.json';
     super(parseDdimConfig(raw, source, false), 'torch1');
     const v = (raw.variance_type ?? 'fixed_small') as string;
+    // diffusers 0.30 takes the square root of log(beta) for fixed_large_log: NaN samples
+    if (v === 'fixed_large_log') throw new FileFormatError(source, 'fixed_large_log gives NaN samples in diffusers (the square root of a log variance); expected fixed_small, fixed_small_log or fixed_large, got "fixed_large_log"', 'variance_type');
     if (!(VARIANCE_TYPES as readonly string[]).includes(v)) throw new FileFormatError(source, `expected one of ${VARIANCE_TYPES.join(', ')} (learned variances need a model that predicts them), got ${JSON.stringify(v)}`, 'variance_type');
     this.varianceType = v as VarianceType;
     const T = this.config.numTrainTimesteps;
@@ -33,18 +36,17 @@ export class DDPMScheduler extends DdimBase {
       const r = Math.floor(T / n);
       this.timesteps = Array.from({ length: n }, (_, i) => (n - 1 - i) * r + offset);
     } else if (this.config.timestepSpacing === 'trailing') {
-      const r = T / n;
-      this.timesteps = Array.from({ length: n }, (_, i) => Math.round(T - i * r) - 1);
+      // np.round(np.arange(T, 0, -T / n)) - 1 (half to even; may hold n + 1 values, as diffusers)
+      this.timesteps = npArange(T, 0, -T / n).map((v) => roundHalfEven(v) - 1);
     } else {
-      this.timesteps = Array.from({ length: n }, (_, i) => Math.round(((T - 1) * (n - 1 - i)) / (n - 1 || 1)));
+      this.timesteps = npLinspace(0, T - 1, n).map(roundHalfEven).reverse();
     }
   }
 
-  /** The timestep after `t` in the sampling order (diffusers' previous_timestep). */
+  /** diffusers' previous_timestep: t - T // N (not the next list entry: they differ for trailing / linspace). */
   previousTimestep(t: number): number {
-    const i = this.timesteps.indexOf(t);
-    if (i < 0) throw new InputError(`timestep ${t} is not one of this schedule's timesteps`);
-    return i + 1 < this.timesteps.length ? this.timesteps[i + 1]! : -1;
+    const n = this.numInferenceSteps ?? this.config.numTrainTimesteps;
+    return t - Math.floor(this.config.numTrainTimesteps / n);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: DdimStepOptions = {}): DdimStepResult {
@@ -68,12 +70,13 @@ export class DDPMScheduler extends DdimBase {
   }
 
   private stdDev(aT: number, aPrev: number, curBeta: number): number {
-    const small = Math.max(f(f(f(1 - aPrev) / f(1 - aT)) * curBeta), 1e-20);
+    // torch.clamp(variance, min=1e-20) with the bound cast to float32
+    const small = Math.max(f(f(f(1 - aPrev) / f(1 - aT)) * curBeta), f(1e-20));
     switch (this.varianceType) {
       case 'fixed_small': return f(Math.sqrt(small));
-      case 'fixed_small_log': return f(Math.exp(0.5 * Math.log(small)));
+      case 'fixed_small_log': return f(Math.exp(f(0.5 * f(Math.log(small))))); // exp(0.5 log v), no square root after
       case 'fixed_large': return f(Math.sqrt(curBeta));
-      case 'fixed_large_log': return f(Math.exp(0.5 * Math.log(curBeta)));
+      case 'fixed_large_log': throw new Error('unreachable: rejected in the constructor');
     }
   }
 }

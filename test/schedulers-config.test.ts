@@ -1,0 +1,180 @@
+/**
+ * Scheduler selection and configs as diffusers loads them: the default class from `_class_name`,
+ * from_config semantics (kwargs, `_use_default_values`, keys inherited from another class's config),
+ * Python JSON (-Infinity), the random-stream consumption of each scheduler, schedule shapes (Heun,
+ * LCM, Karras) and the one-line errors (library and CLI).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FileFormatError, InputError } from '../src/errors.js';
+import { Config } from '../src/io/config.js';
+import { parsePythonJson } from '../src/io/python-json.js';
+import type { NoiseSource } from '../src/noise/gaussian.js';
+import {
+  createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, PNDMScheduler,
+  SCHEDULERS, type Sampler,
+} from '../src/schedulers/index.js';
+import { FIXTURES, goldenPath, modelDir } from './helpers.js';
+import { sd15Scheduler } from './scheduler-goldens.js';
+
+const schedulerConfig = (m: string): Config => Config.read(path.join(modelDir(m), 'scheduler', 'scheduler_config.json'));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sched-'));
+
+/** A noise source that counts its draws (zeros). */
+class CountingNoise implements NoiseSource {
+  draws = 0;
+  randn(shape: readonly number[]): Float32Array { this.draws++; return new Float32Array(shape.reduce((a, b) => a * b, 1)); }
+}
+
+function run(s: Sampler, n: number, noise: NoiseSource): void {
+  s.setTimesteps(n);
+  let x: Float32Array = new Float32Array(16).fill(0.5);
+  for (const t of s.timesteps) x = s.step(s.scaleModelInput(x, t).map((v) => 0.1 * v), t, x, { noise }).prevSample;
+}
+
+test('Python JSON: NaN / Infinity / -Infinity outside strings become numbers; strings are untouched', () => {
+  const v = parsePythonJson('{"a": -Infinity, "b": [NaN, Infinity, 1], "c": "x -Infinity NaN", "d\\"Infinity": {"e": -Infinity}}') as Record<string, unknown>;
+  assert.equal(v.a, Number.NEGATIVE_INFINITY);
+  assert.ok(Number.isNaN((v.b as number[])[0]!));
+  assert.deepEqual((v.b as number[]).slice(1), [Number.POSITIVE_INFINITY, 1]);
+  assert.equal(v.c, 'x -Infinity NaN');
+  assert.deepEqual(v['d"Infinity'], { e: Number.NEGATIVE_INFINITY });
+  assert.throws(() => parsePythonJson('{"a": Infinit}'), SyntaxError);
+});
+
+test('a DPM-Solver config with lambda_min_clipped: -Infinity loads (Config.read) and equals the default; NaN is a one-line error', () => {
+  const file = path.join(tmp, 'dpm.json');
+  const base = fs.readFileSync(path.join(modelDir('tiny-sd15'), 'scheduler', 'scheduler_config.json'), 'utf8').replace('"DDIMScheduler"', '"DPMSolverMultistepScheduler"');
+  fs.writeFileSync(file, base.replace('{', '{\n  "lambda_min_clipped": -Infinity,\n  "algorithm_type": "dpmsolver++",'));
+  const c = Config.read(file);
+  assert.equal(c.raw.lambda_min_clipped, Number.NEGATIVE_INFINITY);
+  const s = createScheduler(undefined, c);
+  assert.ok(s instanceof DPMSolverMultistepScheduler);
+  s.setTimesteps(8);
+  assert.deepEqual(s.timesteps, [889, 778, 667, 556, 445, 334, 223, 112]);
+  // a finite clip removes the noisiest timesteps from the range (cosine schedules use -5.1)
+  const clipped = createScheduler(undefined, { file, raw: { ...c.raw, beta_schedule: 'squaredcos_cap_v2', lambda_min_clipped: -5.1, timestep_spacing: 'linspace' } });
+  clipped.setTimesteps(4);
+  assert.ok(clipped.timesteps[0]! < 999, `clipped first timestep ${clipped.timesteps[0]}`);
+  fs.writeFileSync(file, base.replace('{', '{\n  "lambda_min_clipped": NaN,'));
+  assert.throws(() => createScheduler(undefined, Config.read(file)), (e: unknown) => e instanceof FileFormatError && e.key === 'lambda_min_clipped' && !e.message.includes('\n'));
+});
+
+test('default scheduler = the class scheduler_config.json names; unknown classes and names are one-line errors listing the choices', () => {
+  assert.ok(createScheduler(undefined, schedulerConfig('tiny-sd15')) instanceof DDIMScheduler);
+  assert.ok(createScheduler(undefined, schedulerConfig('tiny-sdxl')) instanceof EulerDiscreteScheduler);
+  assert.ok(createScheduler(undefined, schedulerConfig('tiny-ddpm')) instanceof DDPMScheduler);
+  const c = schedulerConfig('tiny-sd15');
+  assert.throws(() => createScheduler(undefined, { file: c.file, raw: { ...c.raw, _class_name: 'KDPM2DiscreteScheduler' } }),
+    (e: unknown) => e instanceof FileFormatError && e.key === '_class_name' && /KDPM2DiscreteScheduler/.test(e.message) && /EulerDiscreteScheduler/.test(e.message));
+  assert.throws(() => createScheduler('euler-x', c), (e: unknown) => e instanceof InputError && e.message.includes(SCHEDULERS.join(', ')));
+  assert.throws(() => createScheduler('euler', c, { timestepSpacing: 'middle' }), (e: unknown) => e instanceof InputError && /--timestep-spacing/.test(e.message));
+});
+
+test('from_config: every matching key is taken (DDPM inherits clip_sample false, PNDM skip_prk_steps from an SDXL Euler config); _use_default_values are dropped', () => {
+  const ddpm = createScheduler('ddpm', schedulerConfig('tiny-sd15')) as DDPMScheduler;
+  assert.equal(ddpm.config.clipSample, false); // DDPM's own default is true
+  assert.equal(ddpm.config.stepsOffset, 1);
+  const pndm = createScheduler(undefined, { file: 'x.json', raw: { ...schedulerConfig('tiny-sdxl').raw, _class_name: 'PNDMScheduler' } }) as PNDMScheduler;
+  assert.equal(pndm.skipPrkSteps, true);
+  const ddim = createScheduler('ddim', schedulerConfig('tiny-sdxl')) as DDIMScheduler;
+  assert.equal(ddim.config.setAlphaToOne, false);
+  // a key saved as a default is not carried over: Euler's own default spacing (linspace) applies
+  const e = createScheduler('euler', { file: 'x.json', raw: { ...schedulerConfig('tiny-sd15').raw, _use_default_values: ['timestep_spacing', 'steps_offset'] } });
+  e.setTimesteps(4);
+  assert.deepEqual(e.timesteps, [999, 666, 333, 0]);
+  assert.equal(e.initNoiseSigma, (e as EulerDiscreteScheduler).sigmas[0]); // linspace: sigma_max itself
+  // --timestep-spacing overrides the config
+  const t = sd15Scheduler('ddim', 'trailing');
+  t.setTimesteps(4);
+  assert.deepEqual(t.timesteps, [999, 749, 499, 249]);
+});
+
+test('random-stream consumption follows diffusers: Euler every step (unused), Euler a / SDE every step, LCM all but the last, DDPM at t > 0, deterministic ones never', () => {
+  const draws = (name: string, n: number): number => { const c = new CountingNoise(); run(sd15Scheduler(name), n, c); return c.draws; };
+  assert.equal(draws('euler', 5), 5);
+  assert.equal(draws('euler-a', 5), 5);
+  assert.equal(draws('dpm++2m-sde', 5), 5);
+  assert.equal(draws('lcm', 5), 4);
+  assert.equal(draws('ddpm', 5), 5); // the last t is 1 (steps_offset): drawn, scaled by ~1e-10
+  for (const name of ['ddim', 'dpm++2m', 'dpm++2m-karras', 'unipc', 'pndm', 'lms', 'heun']) assert.equal(draws(name, 5), 0, name);
+  // a stochastic scheduler without a noise source is a clear error
+  const s = sd15Scheduler('euler-a');
+  s.setTimesteps(2);
+  assert.throws(() => s.step(new Float32Array(4), s.timesteps[0]!, new Float32Array(4)), (e: unknown) => e instanceof InputError && /--seed/.test(e.message));
+});
+
+test('schedule shapes: Heun 2N-1 calls, PNDM N+1 with the second repeated, LCM within original_inference_steps, Karras Euler keeps fractional timesteps', () => {
+  const heun = sd15Scheduler('heun') as HeunDiscreteScheduler;
+  heun.setTimesteps(3);
+  assert.deepEqual(heun.timesteps, [667, 334, 334, 1, 1]);
+  assert.equal(heun.sigmas.length, 6);
+  assert.equal(heun.sigmas[5], 0);
+  const pndm = sd15Scheduler('pndm');
+  pndm.setTimesteps(3);
+  assert.deepEqual(pndm.timesteps, [667, 334, 334, 1]);
+  const lcm = sd15Scheduler('lcm') as LCMScheduler;
+  lcm.setTimesteps(4);
+  assert.deepEqual(lcm.timesteps, [999, 759, 499, 259]);
+  assert.throws(() => lcm.setTimesteps(51), (e: unknown) => e instanceof InputError && /1 to 50/.test(e.message));
+  // LCM boundary scalings: c_skip -> 0 and c_out -> 1 away from t = 0
+  const { cSkip, cOut } = lcm.boundaryScalings(999);
+  assert.ok(cSkip < 1e-7 && Math.abs(cOut - 1) < 1e-6);
+  const c = schedulerConfig('tiny-sd15');
+  const karras = createScheduler('euler', { file: c.file, raw: { ...c.raw, use_karras_sigmas: true } }) as EulerDiscreteScheduler;
+  karras.setTimesteps(6);
+  assert.ok(karras.timesteps.some((t) => !Number.isInteger(t)), 'fractional timesteps');
+  assert.equal(karras.sigmas.length, 7);
+  assert.equal(karras.sigmas[6], 0);
+  for (let i = 1; i < 6; i++) assert.ok(karras.sigmas[i]! < karras.sigmas[i - 1]! && karras.timesteps[i]! < karras.timesteps[i - 1]!);
+  // the Karras range comes from the spaced sigmas (leading: t = 834 .. 1), not the training range
+  const plain = sd15Scheduler('euler');
+  plain.setTimesteps(6);
+  assert.equal(Math.fround(karras.sigmas[0]!), (plain as EulerDiscreteScheduler).sigmas[0]);
+  assert.ok(Math.abs(karras.timesteps[0]! - plain.timesteps[0]!) < 1e-3);
+});
+
+test('bad scheduler configs give one-line errors naming the key', () => {
+  const c = schedulerConfig('tiny-sd15');
+  const bad = (name: string | undefined, extra: Record<string, unknown>, key: string): void => {
+    assert.throws(() => createScheduler(name, { file: 'sched.json', raw: { ...c.raw, ...extra } as Config['raw'] }),
+      (e: unknown) => e instanceof FileFormatError && e.key === key && e.message.startsWith('sched.json') && !e.message.includes('\n'), `${key}`);
+  };
+  bad('euler', { prediction_type: 'flow' }, 'prediction_type');
+  bad('euler', { interpolation_type: 'log_linear' }, 'interpolation_type');
+  bad('dpm++2m', { use_lu_lambdas: true }, 'use_lu_lambdas');
+  bad(undefined, { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver' }, 'algorithm_type');
+  bad(undefined, { _class_name: 'DPMSolverMultistepScheduler', solver_order: 4 }, 'solver_order');
+  bad('unipc', { predict_x0: false }, 'predict_x0');
+  bad('heun', { beta_schedule: 'exp' }, 'beta_schedule');
+  bad('ddpm', { variance_type: 'fixed_large_log' }, 'variance_type');
+  bad('lms', { num_train_timesteps: 0 }, 'num_train_timesteps');
+  bad('euler-a', { trained_betas: [0.1, 0.2] }, 'trained_betas');
+});
+
+const BIN = path.resolve(FIXTURES, '../../dist/src/cli/main.js');
+function cli(args: string[]): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+test('CLI: unknown --scheduler lists the names; invert / vary accept only ddim; --help lists every scheduler', () => {
+  const model = modelDir('tiny-sd15'), out = path.join(tmp, 'x.png'), img = goldenPath('tiny-sd15', 'inversion_input.png');
+  const expectError = (args: string[], re: RegExp): void => {
+    const r = cli(args);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, re);
+    assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+/);
+  };
+  expectError(['generate', '--model', model, '--prompt', 'a', '--out', out, '--scheduler', 'dpm++3m'], new RegExp(`unknown scheduler "dpm\\+\\+3m" for --scheduler \\(expected one of: ${SCHEDULERS.join(', ').replace(/\+/g, '\\+')}\\)`));
+  expectError(['generate', '--model', model, '--prompt', 'a', '--out', out, '--timestep-spacing', 'middle'], /--timestep-spacing must be one of leading, trailing, linspace/);
+  expectError(['invert', '--model', model, '--image', img, '--save-chain', path.join(tmp, 'c.safetensors'), '--scheduler', 'euler-a'], /error: --scheduler euler-a: invert samples with ddim only/);
+  expectError(['vary', '--model', model, '--image', img, '--prompt', 'a', '--out', out, '--scheduler', 'unipc'], /error: --scheduler unipc: vary samples with ddim only/);
+  const help = spawnSync(process.execPath, [BIN, 'generate', '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
+  for (const n of SCHEDULERS) assert.ok(help.includes(n), `--help lists ${n}`);
+  assert.match(help, /--timestep-spacing/);
+});
