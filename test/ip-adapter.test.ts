@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { Graph, type Value } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
 import { readImageRGB } from '../src/io/image.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
 import { crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant } from '../src/adapters/ip-adapter/decoupled-attention.js';
 import { IPAdapter, readAdapterTensors } from '../src/adapters/ip-adapter/ip-adapter-file.js';
 import { ipAdapterPlusImageProjection, projectImageEmbeds } from '../src/adapters/ip-adapter/image-projection.js';
@@ -126,7 +128,7 @@ test('IP-Adapter at scale 0 equals plain generation bit for bit; a nonzero scale
   assert.ok(maxAbsDiff(on.latents, plain.latents) > 1e-3);
 });
 
-test('the official pickled .bin adapter loads (weights-only) to exactly the tensors of its safetensors twin', () => {
+test('the official pickled .bin adapter loads (weights-only) to exactly the tensors of its safetensors twin; an F32 re-save projects the same', async () => {
   const bin = IPAdapter.open(path.join(FIXTURES, 'models', 'tiny-pickles', 'ip-adapter_sd15.bin'));
   const st = IPAdapter.open(adapterFile(BASE));
   assert.deepEqual(bin.projection, st.projection);
@@ -136,4 +138,11 @@ test('the official pickled .bin adapter loads (weights-only) to exactly the tens
     assert.deepEqual(a.get(k)!.shape, t.shape, k);
     assert.equal(maxAbsDiff(a.get(k)!, t), 0, k);
   }
+  const embeds = dropImagesAxis(golden(IPA, 'image_proj')['base.image_embeds_input']!);
+  assert.equal(maxAbsDiff(await projectImageEmbeds(bin, embeds), await projectImageEmbeds(st, embeds)), 0);
+  // F32 files are read by ONNX Runtime from disk (by location); the Resampler's to_kv halves by rows
+  const f32 = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-ipa-')), 'plus-f32.safetensors');
+  writeSafetensors(f32, Object.fromEntries(readAdapterTensors(adapterFile(PLUS))));
+  const hidden = dropImagesAxis(golden(IPA, 'image_proj')['plus.image_embeds_input']!);
+  assert.equal(maxAbsDiff(await projectImageEmbeds(IPAdapter.open(f32), hidden), await projectImageEmbeds(IPAdapter.open(adapterFile(PLUS)), hidden)), 0);
 });

@@ -11,7 +11,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../../errors.js';
-import { openTensorFile } from '../../io/tensor-file.js';
+import type { TensorInfo } from '../../io/safetensors.js';
+import { openTensorFile, type TensorFile } from '../../io/tensor-file.js';
 import { WeightsView, type TensorSource } from '../../io/weights.js';
 import type { Tensor } from '../../tensor.js';
 
@@ -43,17 +44,36 @@ export interface PlusImageProjectionSpec {
 
 export type IPAdapterProjectionSpec = ImageProjectionSpec | PlusImageProjectionSpec;
 
-/** Tensors held in memory under chosen names (adapters are small: tens of MB). */
-export class TensorMapSource implements TensorSource {
-  constructor(readonly origin: string, private readonly map: ReadonlyMap<string, Tensor>) {}
-  keys(): Iterable<string> { return this.map.keys(); }
-  has(key: string): boolean { return this.map.has(key); }
-  shape(key: string): readonly number[] { return this.get(key).shape; }
-  read(key: string): Tensor { return this.get(key); }
-  private get(key: string): Tensor {
-    const t = this.map.get(key);
-    if (!t) throw new FileFormatError(this.origin, 'missing weight', key);
-    return t;
+/** Where a diffusers-named tensor lies in the file: a stored tensor, or a block of its rows (to_kv's halves). */
+interface Entry {
+  readonly stored: string;
+  readonly shape: readonly number[];
+  readonly rows?: readonly [number, number];
+}
+
+/**
+ * The adapter file under diffusers' names. Reads are lazy and not kept (a large SDXL adapter is not held
+ * twice: ONNX Runtime keeps its own copy in the UNet session), F32 tensors are offered by location.
+ */
+class AdapterSource implements TensorSource {
+  constructor(readonly origin: string, private readonly file: TensorFile, private readonly entries: ReadonlyMap<string, Entry>) {}
+  keys(): Iterable<string> { return this.entries.keys(); }
+  has(key: string): boolean { return this.entries.has(key); }
+  shape(key: string): readonly number[] { return this.entry(key).shape; }
+  read(key: string): Tensor {
+    const e = this.entry(key);
+    const t = e.rows ? this.file.readRows(e.stored, e.rows[0], e.rows[1]) : this.file.readFloat32(e.stored);
+    return { shape: [...e.shape], data: t.data };
+  }
+  location(key: string): { path: string; offset: number } | undefined {
+    const e = this.entry(key);
+    const info = this.file.info(e.stored) as TensorInfo & { contiguous?: boolean };
+    return !e.rows && info.dtype === 'F32' && info.contiguous !== false && info.offset % 4 === 0 ? { path: this.file.path, offset: info.offset } : undefined;
+  }
+  private entry(key: string): Entry {
+    const e = this.entries.get(key);
+    if (!e) throw new FileFormatError(this.origin, 'missing weight', key);
+    return e;
   }
 }
 
@@ -88,43 +108,51 @@ export class IPAdapter {
   static open(file: string): IPAdapter {
     if (!fs.existsSync(file)) throw new InputError(`--ip-adapter file not found: ${file}`);
     if (fs.statSync(file).isDirectory()) throw new InputError(`--ip-adapter must be a file (ip-adapter_*.safetensors or .bin), got the folder ${file}`);
-    return IPAdapter.fromTensors(file, readAdapterTensors(file));
+    const f = openTensorFile(file);
+    try {
+      return IPAdapter.fromFile(file, f);
+    } catch (e) {
+      f.close();
+      throw e;
+    }
   }
 
-  /** From flat tensors named `image_proj.<k>` / `ip_adapter.<n>.<k>` (the official layout). */
-  static fromTensors(file: string, flat: ReadonlyMap<string, Tensor>): IPAdapter {
-    const proj = new Map<string, Tensor>();
-    const layers = new Map<number, Map<string, Tensor>>();
-    for (const [key, t] of flat) {
-      if (key.startsWith('image_proj.')) { proj.set(key.slice('image_proj.'.length), t); continue; }
+  /** From a file's tensors named `image_proj.<k>` / `ip_adapter.<n>.<k>` (the official layout; .bin dicts flattened the same way). */
+  private static fromFile(file: string, f: TensorFile): IPAdapter {
+    const proj = new Map<string, readonly number[]>();
+    const layers = new Map<number, Map<string, readonly number[]>>();
+    for (const [key, info] of f.tensors) {
+      if (key.startsWith('image_proj.')) { proj.set(key.slice('image_proj.'.length), info.shape); continue; }
       const m = /^ip_adapter\.(\d+)\.(to_[kv]_ip\.weight)$/.exec(key);
       if (m) {
         const n = Number(m[1]);
         if (!layers.has(n)) layers.set(n, new Map());
-        layers.get(n)!.set(m[2]!, t);
+        layers.get(n)!.set(m[2]!, info.shape);
         continue;
       }
       throw new FileFormatError(file, 'not an IP-Adapter tensor (expected image_proj.* and ip_adapter.<n>.to_k_ip/to_v_ip.weight, the official layout)', key);
     }
     if (proj.size === 0) throw new FileFormatError(file, 'no image_proj.* tensors: not an IP-Adapter file in the official layout', 'image_proj');
     if (layers.size === 0) throw new FileFormatError(file, 'no ip_adapter.<n>.to_k_ip/to_v_ip tensors: not an IP-Adapter file in the official layout', 'ip_adapter');
-    const { spec, renamed } = convertImageProjection(file, proj);
+    const { spec, entries } = convertImageProjection(file, proj);
     const ns = [...layers.keys()].sort((a, b) => a - b);
+    const layerEntries = new Map<string, Entry>();
     ns.forEach((n, i) => {
       if (n !== 2 * i + 1) throw new FileFormatError(file, `cross-attention layers must be numbered 1, 3, 5, ... (got ${ns.slice(0, 6).join(', ')}${ns.length > 6 ? ', ...' : ''})`, `ip_adapter.${n}`);
       const l = layers.get(n)!;
       for (const w of ['to_k_ip.weight', 'to_v_ip.weight']) {
-        const t = l.get(w);
-        if (!t) throw new FileFormatError(file, 'missing weight', `ip_adapter.${n}.${w}`);
-        if (t.shape.length !== 2 || t.shape[1] !== spec.crossAttentionDim) {
-          throw new FileFormatError(file, `expected [width, ${spec.crossAttentionDim}] (the image tokens' width), got [${t.shape.join(', ')}]`, `ip_adapter.${n}.${w}`);
+        const shape = l.get(w);
+        if (!shape) throw new FileFormatError(file, 'missing weight', `ip_adapter.${n}.${w}`);
+        if (shape.length !== 2 || shape[1] !== spec.crossAttentionDim) {
+          throw new FileFormatError(file, `expected [width, ${spec.crossAttentionDim}] (the image tokens' width), got [${shape.join(', ')}]`, `ip_adapter.${n}.${w}`);
         }
+        layerEntries.set(`ip_adapter.${n}.${w}`, { stored: `ip_adapter.${n}.${w}`, shape });
       }
     });
-    const layerSource = new TensorMapSource(file, new Map([...layers].flatMap(([n, l]) => [...l].map(([k, t]) => [`ip_adapter.${n}.${k}`, t] as const))));
+    const layerSource = new AdapterSource(file, f, layerEntries);
     const views = new Map(ns.map((n) => [n, new WeightsView(layerSource, `ip_adapter.${n}`)] as const));
     const st = fs.statSync(file);
-    return new IPAdapter(file, spec, new WeightsView(new TensorMapSource(file, renamed)), views, `ip-adapter:${path.resolve(file)}:${st.size}:${st.mtimeMs}`);
+    return new IPAdapter(file, spec, new WeightsView(new AdapterSource(file, f, entries)), views, `ip-adapter:${path.resolve(file)}:${st.size}:${st.mtimeMs}`);
   }
 }
 
@@ -140,20 +168,20 @@ export function readAdapterTensors(file: string): Map<string, Tensor> {
   }
 }
 
-function shapeOf(file: string, proj: ReadonlyMap<string, Tensor>, key: string, rank: number): readonly number[] {
-  const t = proj.get(key);
-  if (!t) throw new FileFormatError(file, 'missing weight', `image_proj.${key}`);
-  if (t.shape.length !== rank) throw new FileFormatError(file, `expected a ${rank}-d tensor, got [${t.shape.join(', ')}]`, `image_proj.${key}`);
-  return t.shape;
+function shapeOf(file: string, proj: ReadonlyMap<string, readonly number[]>, key: string, rank: number): readonly number[] {
+  const shape = proj.get(key);
+  if (!shape) throw new FileFormatError(file, 'missing weight', `image_proj.${key}`);
+  if (shape.length !== rank) throw new FileFormatError(file, `expected a ${rank}-d tensor, got [${shape.join(', ')}]`, `image_proj.${key}`);
+  return shape;
 }
 
 /** Official projection names -> diffusers' (ImageProjection or IPAdapterPlusImageProjection), and its shape. */
-function convertImageProjection(file: string, proj: ReadonlyMap<string, Tensor>): { spec: IPAdapterProjectionSpec; renamed: Map<string, Tensor> } {
-  const renamed = new Map<string, Tensor>();
+function convertImageProjection(file: string, proj: ReadonlyMap<string, readonly number[]>): { spec: IPAdapterProjectionSpec; entries: Map<string, Entry> } {
+  const renamed = new Map<string, Entry>();
   const take = (from: string, to: string): void => {
-    const t = proj.get(from);
-    if (!t) throw new FileFormatError(file, 'missing weight', `image_proj.${from}`);
-    renamed.set(to, t);
+    const shape = proj.get(from);
+    if (!shape) throw new FileFormatError(file, 'missing weight', `image_proj.${from}`);
+    renamed.set(to, { stored: `image_proj.${from}`, shape });
   };
   if (proj.has('proj.weight')) {
     // IP-Adapter (base): diffusers always makes 4 tokens from the Linear's output.
@@ -166,7 +194,7 @@ function convertImageProjection(file: string, proj: ReadonlyMap<string, Tensor>)
     take('norm.bias', 'norm.bias');
     const spec: ImageProjectionSpec = { kind: 'base', imageEmbedDim: inF, crossAttentionDim: out / numTokens, numTokens };
     checkExtra(file, proj, renamed.size);
-    return { spec, renamed };
+    return { spec, entries: renamed };
   }
   if (proj.has('latents') && proj.has('proj_in.weight')) {
     const [, numTokens, hiddenDim] = shapeOf(file, proj, 'latents', 3) as [number, number, number];
@@ -192,11 +220,11 @@ function convertImageProjection(file: string, proj: ReadonlyMap<string, Tensor>)
       take(`${o}.1.3.weight`, `${o}.ff.1.net.2.weight`);
       // to_kv rows [0, inner) are the keys, [inner, 2 inner) the values.
       const kv = proj.get(`${o}.0.to_kv.weight`);
-      if (!kv) throw new FileFormatError(file, 'missing weight', `image_proj.${o}.0.to_kv.weight`);
-      if (kv.shape.length !== 2 || kv.shape[0] !== 2 * inner) throw new FileFormatError(file, `expected [${2 * inner}, ${hiddenDim}] (keys and values), got [${kv.shape.join(', ')}]`, `image_proj.${o}.0.to_kv.weight`);
-      const half = inner * kv.shape[1]!;
-      renamed.set(`${o}.attn.to_k.weight`, { shape: [inner, kv.shape[1]!], data: kv.data.slice(0, half) });
-      renamed.set(`${o}.attn.to_v.weight`, { shape: [inner, kv.shape[1]!], data: kv.data.slice(half, 2 * half) });
+      const stored = `image_proj.${o}.0.to_kv.weight`;
+      if (!kv) throw new FileFormatError(file, 'missing weight', stored);
+      if (kv.length !== 2 || kv[0] !== 2 * inner) throw new FileFormatError(file, `expected [${2 * inner}, ${hiddenDim}] (keys and values), got [${kv.join(', ')}]`, stored);
+      renamed.set(`${o}.attn.to_k.weight`, { stored, shape: [inner, kv[1]!], rows: [0, inner] });
+      renamed.set(`${o}.attn.to_v.weight`, { stored, shape: [inner, kv[1]!], rows: [inner, inner] });
     }
     if (inner % RESAMPLER_DIM_HEAD !== 0) throw new FileFormatError(file, `diffusers infers heads = rows / ${RESAMPLER_DIM_HEAD}; got ${inner} rows`, 'image_proj.layers.0.0.to_q.weight');
     const spec: PlusImageProjectionSpec = {
@@ -204,13 +232,13 @@ function convertImageProjection(file: string, proj: ReadonlyMap<string, Tensor>)
       heads: inner / RESAMPLER_DIM_HEAD, dimHead: RESAMPLER_DIM_HEAD, depth, ffInner,
     };
     checkExtra(file, proj, renamed.size - depth); // to_kv became two tensors
-    return { spec, renamed };
+    return { spec, entries: renamed };
   }
   const keys = [...proj.keys()].slice(0, 4).map((k) => `image_proj.${k}`).join(', ');
   throw new FileFormatError(file, `unsupported IP-Adapter image projection (supported: IP-Adapter with image_proj.proj/norm, IP-Adapter Plus with the Resampler image_proj.latents/proj_in/layers); found ${keys}`, 'image_proj');
 }
 
-function checkExtra(file: string, proj: ReadonlyMap<string, Tensor>, used: number): void {
+function checkExtra(file: string, proj: ReadonlyMap<string, readonly number[]>, used: number): void {
   if (used === proj.size) return;
   throw new FileFormatError(file, `the image projection has ${proj.size} tensors but this layout uses ${used}: a variant visprompt does not know`, 'image_proj');
 }
