@@ -12,12 +12,15 @@ import { Graph, type Value } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
 import { Config } from '../src/io/config.js';
 import { readImageRGB } from '../src/io/image.js';
+import { numpyToPil, VaeImageProcessor } from '../src/io/vae-image-processor.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights, WeightsView } from '../src/io/weights.js';
 import { autoencoderTinyConfig, tinyDecode, tinyEncode } from '../src/models/autoencoder-tiny.js';
 import { imageToLatents } from '../src/pipelines/invert.js';
 import type { PreviewImages } from '../src/pipelines/progress.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
+import { vary } from '../src/pipelines/vary.js';
+import { createMethod } from '../src/methods/index.js';
 import { close, golden, goldenInts, goldenPath, modelDir } from './helpers.js';
 
 const TAESD = modelDir('tiny-taesd');
@@ -101,13 +104,25 @@ test('previews without a tiny VAE: a latent-size linear approximation; bad --pre
   await assert.rejects(textToImage(ck, { prompt: 'a cat', steps: 2, guidance: 1, width: 64, height: 64, latents: gold.latents_in!, preview: { every: 0 } }), /--preview-every must be an integer >= 1, got 0/);
 });
 
+test('vary with the tiny VAE: reference encoded and images decoded by it, x0 previews', async () => {
+  const ck = openCheckpoint(modelDir('tiny-sd15'));
+  const tiny = useTinyVae(ck, TAESD);
+  const previews: PreviewImages[] = [];
+  const r = await vary(ck, {
+    reference: await readImageRGB(goldenPath('tiny-sd15', 'inversion_input.png')), method: createMethod('indetail-ip', 2), prompt: 'a photo', steps: 2, guidance: 7.5,
+    latents: golden('tiny-taesd', 'pipeline_t2i').latents_in!, preview: { every: 1, decoder: tiny }, onProgress: (e) => { if (e.preview) previews.push(e.preview); },
+  });
+  assert.deepEqual(previews.map((p) => [p.step, p.source, p.decoder, p.images[0]!.width]), [[1, 'x0', 'tiny-vae', 64], [2, 'x0', 'tiny-vae', 64]]);
+  const want = numpyToPil(new VaeImageProcessor({ vae_scale_factor: 4 }).postprocessNp(await tiny.decode(r.latents)))[0]!;
+  assert.equal(maxLevelDiff(r.images[0]!.data, want.data), 0, 'the final image is the tiny VAE decode');
+});
+
 test('DDIM inversion encodes with the tiny VAE when one is set', async () => {
   const ck = openCheckpoint(modelDir('tiny-sd15'));
   const image = await readImageRGB(goldenPath('tiny-sd15', 'inversion_input.png'));
   const plain = await imageToLatents(ck, image);
   const tiny = useTinyVae(ck, TAESD);
   const z = await imageToLatents(ck, image);
-  const { VaeImageProcessor } = await import('../src/io/vae-image-processor.js');
   const direct = await tiny.encodeToLatents(new VaeImageProcessor({ vae_scale_factor: 4 }).preprocess(image));
   assert.equal(close(z, direct, 0, 'tiny latents'), 0);
   assert.ok(close(plain, z, Infinity, 'differs') > 1e-3, 'the KL VAE and the tiny VAE give different latents');

@@ -27,6 +27,7 @@ import { concatEmbeddings, defaultMicroConditioning, type ConditioningOptions, t
 import { classifierFreeGuidance, doClassifierFreeGuidance } from './guidance.js';
 import { imageToLatents, invert, type Inversion } from './invert.js';
 import { report, type RunControl } from './progress.js';
+import { previewHook, type PreviewOptions } from './preview.js';
 import { initialLatents, validateSampling } from './text-to-image.js';
 
 export interface VaryOptions extends RunControl, Pick<ConditioningOptions, 'prompt2' | 'negativePrompt2' | 'micro'> {
@@ -54,6 +55,8 @@ export interface VaryOptions extends RunControl, Pick<ConditioningOptions, 'prom
   /** The CLIP image encoder for the IP-Adapters (default: the model's image_encoder/). */
   imageEncoder?: ImageEncoder | string;
   onStepEnd?: (i: number, t: number, latents: Tensor) => void;
+  /** Decoded previews of the x0 prediction every N steps, reported as progress events. */
+  preview?: PreviewOptions;
   /** Inspection: every UNet output with the row layout (tests, analysis). */
   onUNetOutput?: (i: number, layout: readonly Row[], noisePred: Tensor) => void;
 }
@@ -123,6 +126,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const ts = scheduler.timesteps;
   const genIdx = (branch: Row['branch']): number[] => layout.map((r, i) => (r.kind === 'gen' && r.branch === branch ? i : -1)).filter((i) => i >= 0);
   const refCondRow = layout.findIndex((r) => r.kind === 'ref' && r.branch === 'cond');
+  const preview = previewHook(ck, o);
 
   for (let i = 0; i < ts.length; i++) {
     const t = ts[i]!;
@@ -142,8 +146,10 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
     const cond = pick(genIdx('cond'));
     let eps: Tensor = cfg ? { shape: cond.shape, data: classifierFreeGuidance(pick(genIdx('uncond')).data, cond.data, guidance) } : cond;
     if (o.method.adjustNoise) eps = o.method.adjustNoise(ctx, eps, rows(noisePred, refCondRow));
-    latents = { shape: latents.shape, data: scheduler.step(eps.data, t, latents.data).prevSample };
+    const out = scheduler.step(eps.data, t, latents.data);
+    latents = { shape: latents.shape, data: out.prevSample };
     o.onStepEnd?.(i, t, latents);
+    await preview?.(i + 1, ts.length, out.predOriginalSample ? { shape: latents.shape, data: out.predOriginalSample } : undefined, latents);
   }
   report(o, 'denoise', ts.length, ts.length);
   await phaseDone(ck, 'unet');

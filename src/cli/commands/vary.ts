@@ -8,6 +8,7 @@ import { choice, float, int } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { PreviewWriter } from '../previews.js';
 import { microFrom } from '../conditioning-flags.js';
 import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
@@ -25,6 +26,7 @@ interface VaryFlags extends SamplingFlags, IPAdapterFlags {
   startStep?: number;
   startLayer?: number;
   controlUncondSteps?: number;
+  previewEvery?: number;
 }
 
 export function registerVaryCommand(program: Command, globals: () => GlobalOptions): void {
@@ -41,6 +43,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
     .option('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', int('--start-step', 0))
     .option('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', int('--start-layer', 0))
     .option('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', int('--control-uncond-steps', 0))
+    .option('--preview-every <n>', 'every n steps write OUT.preview-stepNNN.png: the predicted final image, decoded by --vae-tiny (else a latent-size linear approximation)', int('--preview-every', 1))
     .action(async (o: VaryFlags) => {
       const progress = new ProgressReporter(globals().quiet);
       const controls = await controlsFrom(o);
@@ -48,6 +51,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
       requireDdim(o, 'vary');
       const ck = openModel(o.model, globals(), o);
+      const previews = new PreviewWriter(o.out);
       const reference = await readImageRGB(o.image);
       const { seed: s, noise } = noiseFor(o);
       const r = await vary(ck, {
@@ -55,7 +59,8 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
         prompt2: o.prompt2, negativePrompt2: o.negativePrompt2, micro: microFrom(o),
         guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
         latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
-        controls, controlUncondSteps: o.controlUncondSteps, ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
+        controls, controlUncondSteps: o.controlUncondSteps, ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m),
+        preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
@@ -63,7 +68,8 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
         method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt, inversion_prompt: o.inversionPrompt ?? prompt,
         negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise, model: o.model,
       });
+      const previewFiles = await previews.flush();
       progress.done();
-      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}\n`);
+      if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
     });
 }
