@@ -3,6 +3,7 @@
  * these functions.
  */
 export { openCheckpoint, Checkpoint } from './components/checkpoint.js';
+export { parseLoraSpec, type LoraSpec } from './adapters/lora/lora-set.js';
 export type { TextEncoder, TextEmbeddings } from './components/text-encoder.js';
 export type { UNet, UNetVariant, UNetCall } from './components/unet.js';
 export type { VAE } from './components/vae.js';
@@ -29,6 +30,7 @@ export { fuseGenerate, alignedImageTokens, type FuseOptions } from './pipelines/
 export { trainAligner, type TrainAlignerOptions } from './pipelines/train-aligner.js';
 export { trainAttribute, type TrainAttributeOptions } from './pipelines/train-attribute.js';
 export { ControlNet, type ControlInput } from './components/controlnet.js';
+export { IPAdapter, openImageEncoder, prepareIPAdapters, type IPAdapterInput, type PreparedIPAdapter } from './adapters/ip-adapter/index.js';
 export { CLIPModel } from './components/clip-model.js';
 export { gradients } from './graph/autodiff.js';
 export { Graph, Value } from './graph/ir.js';

@@ -264,3 +264,19 @@ test('CLI: --lora FILE:SCALE (repeatable) on generate, with a graph cache shared
   assert.match(bad.stderr.trim(), /^error: .*lora_kohya_sdxl\.safetensors/);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
 });
+
+test('CLI: every sampling command takes --lora; invert with a LoRA differs from the base, and at scale 0 equals it', () => {
+  for (const cmd of ['generate', 'vary', 'invert', 'inject', 'edit', 'fuse']) {
+    const help = execFileSync(process.execPath, [CLI, cmd, '--help'], { encoding: 'utf8' });
+    assert.match(help, /--lora <file\[:scale\]>/, cmd);
+  }
+  const chain = (name: string, extra: string[]): Tensor => {
+    const out = path.join(tmp, `${name}.safetensors`);
+    execFileSync(process.execPath, [CLI, 'invert', '--model', SD15, '--image', goldenPath('tiny-sd15', 'inversion_input.png'), '--prompt', 'a fox', '--steps', '2',
+      '--save-chain', out, '--quiet', ...extra]);
+    return readAllFloat32(out).chain!;
+  };
+  const base = chain('inv-base', []);
+  assert.ok(!bitsEqual(chain('inv-lora', ['--lora', `${KOHYA}:0.7`]).data, base.data));
+  assert.ok(bitsEqual(chain('inv-zero', ['--lora', `${KOHYA}:0`]).data, base.data));
+});
