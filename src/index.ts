@@ -31,7 +31,6 @@ export { trainAligner, type TrainAlignerOptions } from './pipelines/train-aligne
 export { trainAttribute, type TrainAttributeOptions } from './pipelines/train-attribute.js';
 export { ControlNet, type ControlInput } from './components/controlnet.js';
 export { IPAdapter, openImageEncoder, prepareIPAdapters, type IPAdapterInput, type PreparedIPAdapter } from './adapters/ip-adapter/index.js';
-export { IPAdapter, openImageEncoder, prepareIPAdapters, type IPAdapterInput, type PreparedIPAdapter } from './adapters/ip-adapter/index.js';
 export { CLIPModel } from './components/clip-model.js';
 export { gradients } from './graph/autodiff.js';
 export { Graph, Value } from './graph/ir.js';
