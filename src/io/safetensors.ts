@@ -160,7 +160,7 @@ function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInf
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) throw new FileFormatError(path, 'header entry is not an object', name);
     const dtype = e.dtype as DType;
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) { // not `in`: 'toString' is in every object
       throw new FileFormatError(path, `unknown dtype ${JSON.stringify(e.dtype)} (expected one of ${Object.keys(DTYPE_BYTES).join(', ')})`, name);
     }
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
