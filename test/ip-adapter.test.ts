@@ -146,3 +146,17 @@ test('the official pickled .bin adapter loads (weights-only) to exactly the tens
   const hidden = dropImagesAxis(golden(IPA, 'image_proj')['plus.image_embeds_input']!);
   assert.equal(maxAbsDiff(await projectImageEmbeds(IPAdapter.open(f32), hidden), await projectImageEmbeds(IPAdapter.open(adapterFile(PLUS)), hidden)), 0);
 });
+
+test('IP-Adapter with --num-images 2 (tokens repeated per image, as num_images_per_prompt) and without guidance', async () => {
+  const ck = openCheckpoint(modelDir('tiny-sd15'));
+  const gold = golden(IPA, 'pipeline_plus');
+  const image = await readImageRGB(goldenPath(IPA, 'ip_image_0.png'));
+  const two = { shape: [2, ...gold.latents_in!.shape.slice(1)], data: new Float32Array([...gold.latents_in!.data, ...gold.latents_in!.data]) };
+  const base = { prompt: 'a portrait of a woman in a garden', negativePrompt: 'blurry, low quality', steps: 4, width: 64, height: 64, latentsOnly: true, ipAdapters: [{ adapter: adapterFile(PLUS), image, scale: 0.6 }] };
+  const r = await textToImage(ck, { ...base, guidance: 7.5, numImages: 2, latents: two });
+  for (const i of [0, 1]) close(rows(r.latents, i), gold.final_latents!, 1e-4, `image ${i}`);
+  const noCfg = await textToImage(ck, { ...base, guidance: 1, numImages: 2, latents: two });
+  const plain = await textToImage(ck, { ...base, guidance: 1, numImages: 2, latents: two, ipAdapters: [] });
+  assert.ok(maxAbsDiff(noCfg.latents, plain.latents) > 1e-3);
+  assert.equal(maxAbsDiff(rows(noCfg.latents, 0), rows(noCfg.latents, 1)), 0);
+});
