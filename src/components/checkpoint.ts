@@ -213,9 +213,11 @@ export function openCheckpoint(p: string, opts: OriginalCheckpointOptions = {}):
   const sources: Partial<Record<ComponentName, ComponentSource>> = { unet: ck.unet };
   if (ck.vae) sources.vae = ck.vae;
   if (ck.text_encoder) sources.text_encoder = ck.text_encoder;
-  // SD 2.x (OpenCLIP) pads with "!" (id 0), SD 1.x with the end-of-text token.
+  if (ck.text_encoder_2) sources.text_encoder_2 = ck.text_encoder_2;
+  // SD 2.x (OpenCLIP) pads with "!" (id 0), SD 1.x with the end-of-text token; SDXL's first tokenizer as SD 1.x, its second as SD 2.x.
   const padToken = ck.version === 2 ? '!' : '<|endoftext|>';
-  const checkpoint = Checkpoint.fromSources(p, sources, ck.scheduler.raw, () => CLIPTokenizer.bundled({ padToken }));
+  const family = ck.version === 'xl' ? { tokenizer2: () => CLIPTokenizer.bundled({ padToken: '!' }), forceZerosForEmptyPrompt: true } : {};
+  const checkpoint = Checkpoint.fromSources(p, sources, ck.scheduler.raw, () => CLIPTokenizer.bundled({ padToken }), family);
   checkpoint.warnings.push(...ck.warnings);
   return checkpoint;
 }

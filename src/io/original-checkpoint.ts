@@ -1,8 +1,12 @@
 /**
- * Single-file Stable Diffusion 1.x / 2.x checkpoints in the original CompVis / Stability layout, as
+ * Single-file Stable Diffusion 1.x / 2.x / XL checkpoints in the original CompVis / Stability layout, as
  * shared on model sites: `model.diffusion_model.*` (UNet), `first_stage_model.*` (VAE) and either
  * `cond_stage_model.transformer.text_model.*` (SD 1.x: a transformers CLIPTextModel) or
- * `cond_stage_model.model.*` (SD 2.x: OpenCLIP ViT-H, fused q/k/v in `attn.in_proj_*`).
+ * `cond_stage_model.model.*` (SD 2.x: OpenCLIP ViT-H, fused q/k/v in `attn.in_proj_*`). SDXL (Stability's
+ * sgm layout): `conditioner.embedders.0.transformer.*` (CLIP ViT-L, transformers names),
+ * `conditioner.embedders.1.model.*` (OpenCLIP bigG with fused q/k/v and a `text_projection` matrix applied
+ * as x @ P, i.e. the transpose of diffusers' Linear weight) and `model.diffusion_model.label_emb.0.{0,2}`
+ * (diffusers' add_embedding); detected from the keys.
  *
  * Each component is exposed as a TensorSource under diffusers key names (so `new WeightsView(source)`
  * feeds the existing model builders unchanged) with a diffusers-style config inferred from tensor
@@ -37,8 +41,12 @@ export const VAE_PREFIX = 'first_stage_model.';
 export const CLIP_PREFIX = 'cond_stage_model.transformer.';
 /** SD 2.x text encoder (OpenCLIP). */
 export const OPEN_CLIP_PREFIX = 'cond_stage_model.model.';
+/** SDXL's first text encoder (transformers CLIPTextModel, `text_model.` part of the diffusers name). */
+export const SDXL_CLIP_PREFIX = 'conditioner.embedders.0.transformer.';
+/** SDXL's second text encoder (OpenCLIP bigG with text_projection). */
+export const SDXL_OPEN_CLIP_PREFIX = 'conditioner.embedders.1.model.';
 
-export type OriginalComponentName = 'unet' | 'vae' | 'text_encoder';
+export type OriginalComponentName = 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
 export type TextEncoderLayout = 'clip' | 'openclip';
 export type PredictionType = 'epsilon' | 'v_prediction';
 
@@ -76,7 +84,8 @@ export interface OriginalComponent {
 
 export interface OriginalCheckpoint {
   readonly file: string;
-  readonly version: 1 | 2;
+  /** 'xl': SDXL (two text encoders, added conditioning). */
+  readonly version: 1 | 2 | 'xl';
   /** Undefined when the file holds no text encoder. */
   readonly textEncoderLayout: TextEncoderLayout | undefined;
   readonly unet: OriginalComponent;
@@ -84,6 +93,8 @@ export interface OriginalCheckpoint {
   readonly vae: OriginalComponent | undefined;
   /** Undefined when the file holds no `cond_stage_model.*` text encoder. */
   readonly text_encoder: OriginalComponent | undefined;
+  /** SDXL's CLIPTextModelWithProjection (OpenCLIP bigG); undefined otherwise. */
+  readonly text_encoder_2?: OriginalComponent;
   /** A DDIMScheduler config with SD 1.x / 2.x training values. */
   readonly scheduler: Config;
   /** Guesses made where the weights do not decide (fallback head counts, an SD 2.x prediction type). */
@@ -103,6 +114,8 @@ export interface OriginalRef {
   readonly qkvPart?: 0 | 1 | 2;
   /** A VAE mid-block attention weight: a 1x1 conv [C, C, 1, 1] in the original, Linear [C, C] in diffusers. */
   readonly conv1x1?: boolean;
+  /** OpenCLIP's text_projection: stored [hidden, proj] (x @ P), diffusers' Linear weight is its transpose. */
+  readonly transpose?: boolean;
 }
 
 /** Structure the key map depends on (what a diffusers key alone does not say). */
@@ -114,6 +127,8 @@ export interface OriginalLayoutContext {
   /** VAE levels (the original stores the decoder's up blocks in reverse order). */
   readonly vaeLevels: number;
   readonly textLayout: TextEncoderLayout;
+  /** SDXL's prefixes (conditioner.embedders.0/1) for the text encoders. */
+  readonly sdxl?: boolean;
 }
 
 const RESNET_UNET: Record<string, string> = {
@@ -131,6 +146,7 @@ function unetOriginal(k: string, ctx: OriginalLayoutContext): string | undefined
   const fixed: [string, string][] = [
     ['time_embedding.linear_1.', 'time_embed.0.'], ['time_embedding.linear_2.', 'time_embed.2.'],
     ['conv_in.', 'input_blocks.0.0.'], ['conv_norm_out.', 'out.0.'], ['conv_out.', 'out.2.'],
+    ['add_embedding.linear_1.', 'label_emb.0.0.'], ['add_embedding.linear_2.', 'label_emb.0.2.'],
   ];
   for (const [d, o] of fixed) if (k.startsWith(d)) return o + k.slice(d.length);
   const per = ctx.layersPerBlock + 1;
@@ -186,7 +202,8 @@ const OPEN_CLIP_LAYER: Record<string, string> = {
   layer_norm1: 'ln_1', layer_norm2: 'ln_2', 'mlp.fc1': 'mlp.c_fc', 'mlp.fc2': 'mlp.c_proj', 'self_attn.out_proj': 'attn.out_proj',
 };
 
-function openClipOriginal(k: string): { key: string; qkvPart?: 0 | 1 | 2 } | undefined {
+function openClipOriginal(k: string): { key: string; qkvPart?: 0 | 1 | 2; transpose?: boolean } | undefined {
+  if (k === 'text_projection.weight') return { key: 'text_projection', transpose: true };
   const fixed: Record<string, string> = {
     'text_model.embeddings.token_embedding.weight': 'token_embedding.weight',
     'text_model.embeddings.position_embedding.weight': 'positional_embedding',
@@ -215,12 +232,17 @@ export function originalKeyOf(component: OriginalComponentName, diffusersKey: st
       return r && { ...r, key: VAE_PREFIX + r.key };
     }
     case 'text_encoder': {
+      if (ctx.sdxl) return diffusersKey.startsWith('text_model.') ? { key: SDXL_CLIP_PREFIX + diffusersKey } : undefined;
       if (ctx.textLayout === 'clip') {
         if (!diffusersKey.startsWith('text_model.')) return undefined;
         return { key: CLIP_PREFIX + diffusersKey };
       }
       const r = openClipOriginal(diffusersKey);
       return r && { ...r, key: OPEN_CLIP_PREFIX + r.key };
+    }
+    case 'text_encoder_2': {
+      const r = openClipOriginal(diffusersKey);
+      return r && { ...r, key: SDXL_OPEN_CLIP_PREFIX + r.key };
     }
   }
 }
@@ -229,6 +251,8 @@ export interface DiffusersComponents {
   unet?: Readonly<Record<string, Tensor>>;
   vae?: Readonly<Record<string, Tensor>>;
   text_encoder?: Readonly<Record<string, Tensor>>;
+  /** SDXL's CLIPTextModelWithProjection (its presence selects the SDXL layout). */
+  text_encoder_2?: Readonly<Record<string, Tensor>>;
 }
 
 /** The key-map context a set of diffusers state dicts implies. */
@@ -239,7 +263,7 @@ export function layoutContextFromKeys(parts: DiffusersComponents, textLayout: Te
   const upLevels = count(unetKeys, /^up_blocks\.(\d+)\./);
   const upBlockHasAttention = Array.from({ length: upLevels }, (_, b) => unetKeys.some((k) => k.startsWith(`up_blocks.${b}.attentions.`)));
   const vaeLevels = count(Object.keys(parts.vae ?? {}), /^encoder\.down_blocks\.(\d+)\./);
-  return { layersPerBlock, upBlockHasAttention, vaeLevels, textLayout };
+  return { layersPerBlock, upBlockHasAttention, vaeLevels, textLayout, ...(parts.text_encoder_2 ? { sdxl: true } : {}) };
 }
 
 /**
@@ -252,7 +276,7 @@ export function toOriginalLayout(parts: DiffusersComponents, opts: { textLayout?
   const ctx = layoutContextFromKeys(parts, opts.textLayout ?? 'clip');
   const out: Record<string, Tensor> = {};
   const fused = new Map<string, (Tensor | undefined)[]>();
-  for (const component of ['unet', 'vae', 'text_encoder'] as const) {
+  for (const component of ['unet', 'vae', 'text_encoder', 'text_encoder_2'] as const) {
     for (const [key, t] of Object.entries(parts[component] ?? {})) {
       if (key.endsWith('position_ids')) continue; // a buffer, not a weight
       const ref = originalKeyOf(component, key, ctx);
@@ -262,7 +286,7 @@ export function toOriginalLayout(parts: DiffusersComponents, opts: { textLayout?
         slot[ref.qkvPart] = t;
         fused.set(ref.key, slot);
       } else {
-        out[ref.key] = ref.conv1x1 && t.shape.length === 2 ? { shape: [...t.shape, 1, 1], data: t.data } : t;
+        out[ref.key] = ref.conv1x1 && t.shape.length === 2 ? { shape: [...t.shape, 1, 1], data: t.data } : ref.transpose ? transpose2D(t) : t;
       }
     }
   }
@@ -271,6 +295,13 @@ export function toOriginalLayout(parts: DiffusersComponents, opts: { textLayout?
     out[key] = concatRows([q, k, v]);
   }
   return out;
+}
+
+function transpose2D(t: Tensor): Tensor {
+  const [r, c] = t.shape as [number, number];
+  const out = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = t.data[i * c + j]!;
+  return { shape: [c, r], data: out };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -288,6 +319,8 @@ interface UNetArch {
   depth: number[];
   crossAttentionDim: number;
   linearProjection: boolean;
+  /** SDXL: in_features of label_emb.0.0 (diffusers' projection_class_embeddings_input_dim). */
+  addInputDim?: number;
 }
 
 interface VaeArch {
@@ -380,10 +413,12 @@ function inferUnet(h: Header): UNetArch {
   firstAttn ??= `${P}middle_block.1.`;
   const crossAttentionDim = h.dim(`${firstAttn}transformer_blocks.0.attn2.to_k.weight`, 1, 'cross_attention_dim', 2);
   const linearProjection = h.shape(`${firstAttn}proj_in.weight`, 'use_linear_projection').length === 2;
+  const label = `${P}label_emb.0.0.weight`;
   return {
     inChannels: convIn[1]!,
     outChannels: h.dim(`${P}out.2.weight`, 0, why),
     channels, layersPerBlock, downAttention, upAttention, depth, crossAttentionDim, linearProjection,
+    ...(h.has(label) ? { addInputDim: h.dim(label, 1, 'projection_class_embeddings_input_dim', 2) } : {}),
   };
 }
 
@@ -407,13 +442,15 @@ function inferVae(h: Header): VaeArch {
   };
 }
 
-function inferText(h: Header, layout: TextEncoderLayout, layersOpt: number | undefined): TextArch {
+/** `prefixes`: SDXL's (conditioner.embedders.*), which keep every layer (SDXL reads hidden_states[-2] itself). */
+function inferText(h: Header, layout: TextEncoderLayout, layersOpt: number | undefined, prefixes?: { clip: string; openclip: string }): TextArch {
   const why = 'the text encoder configuration';
+  const clipPrefix = prefixes?.clip ?? CLIP_PREFIX;
   if (layout === 'openclip') {
-    const P = OPEN_CLIP_PREFIX;
+    const P = prefixes?.openclip ?? OPEN_CLIP_PREFIX;
     const [vocab, hidden] = h.shape(`${P}token_embedding.weight`, why) as [number, number];
     const stored = h.indices(new RegExp(`^${esc(P)}transformer\\.resblocks\\.(\\d+)\\.`)).length;
-    const layers = layersOpt ?? stored - 1;
+    const layers = layersOpt ?? (prefixes ? stored : stored - 1);
     if (layers < 1 || layers > stored) throw new InputError(`textLayers ${layers}: the OpenCLIP text encoder of ${h.path} has ${stored} resblocks`);
     return {
       layout, legacyClip: false, hidden, vocab, layers, storedLayers: stored,
@@ -422,8 +459,8 @@ function inferText(h: Header, layout: TextEncoderLayout, layersOpt: number | und
     };
   }
   // transformers' CLIPTextModel; very old exports lack the `text_model.` level.
-  const legacyClip = !h.has(`${CLIP_PREFIX}text_model.embeddings.token_embedding.weight`) && h.has(`${CLIP_PREFIX}embeddings.token_embedding.weight`);
-  const root = legacyClip ? CLIP_PREFIX : `${CLIP_PREFIX}text_model.`;
+  const legacyClip = !h.has(`${clipPrefix}text_model.embeddings.token_embedding.weight`) && h.has(`${clipPrefix}embeddings.token_embedding.weight`);
+  const root = legacyClip ? clipPrefix : `${clipPrefix}text_model.`;
   const [vocab, hidden] = h.shape(`${root}embeddings.token_embedding.weight`, why) as [number, number];
   const stored = h.indices(new RegExp(`^${esc(root)}encoder\\.layers\\.(\\d+)\\.`)).length;
   const layers = layersOpt ?? stored;
@@ -457,6 +494,7 @@ function unetKeys(a: UNetArch): string[] {
     }
   };
   for (const n of ['time_embedding.linear_1', 'time_embedding.linear_2', 'conv_in', 'conv_norm_out', 'conv_out']) wb(n);
+  if (a.addInputDim !== undefined) { wb('add_embedding.linear_1'); wb('add_embedding.linear_2'); }
   const n = a.channels.length;
   let ch = a.channels[0]!;
   const skips = [ch];
@@ -523,8 +561,8 @@ function vaeKeys(a: VaeArch): string[] {
   return keys;
 }
 
-function textKeys(a: TextArch): string[] {
-  const keys = ['text_model.embeddings.token_embedding.weight', 'text_model.embeddings.position_embedding.weight', 'text_model.final_layer_norm.weight', 'text_model.final_layer_norm.bias'];
+function textKeys(a: TextArch, projection = false): string[] {
+  const keys = [...(projection ? ['text_projection.weight'] : []),'text_model.embeddings.token_embedding.weight', 'text_model.embeddings.position_embedding.weight', 'text_model.final_layer_norm.weight', 'text_model.final_layer_norm.bias'];
   for (let i = 0; i < a.layers; i++) {
     for (const n of ['layer_norm1', 'layer_norm2', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1', 'mlp.fc2']) {
       keys.push(`text_model.encoder.layers.${i}.${n}.weight`, `text_model.encoder.layers.${i}.${n}.bias`);
@@ -542,6 +580,8 @@ interface Entry {
   readonly shape: readonly number[];
   /** Rows [begin, end) of the stored tensor (a q/k/v third of a fused in_proj). */
   readonly rows?: readonly [number, number];
+  /** Stored as the transpose (OpenCLIP text_projection). */
+  readonly transpose?: boolean;
 }
 
 /** Positioned reads of part of a tensor (its own descriptor, opened on first use). */
@@ -588,7 +628,7 @@ export class OriginalLayoutSource implements TensorSource {
     // A strided (pickled, non-contiguous) tensor has no row span on disk: its reader gathers the rows.
     const data = !e.rows ? this.file.readFloat32(e.stored).data
       : info.contiguous === false ? this.file.readRows(e.stored, e.rows[0], e.rows[1] - e.rows[0]).data : this.rowReader.read(info, e.rows[0], e.rows[1]);
-    return { shape: [...e.shape], data };
+    return e.transpose ? transpose2D({ shape: [e.shape[1]!, e.shape[0]!], data }) : { shape: [...e.shape], data };
   }
 
   private entry(key: string): Entry {
@@ -619,8 +659,11 @@ function buildEntries(h: Header, component: OriginalComponentName, keys: readonl
         throw new FileFormatError(h.path, `expected a 1x1 conv or linear weight [C, C(, 1, 1)], got [${info.shape.join(', ')}]`, stored);
       }
       shape = info.shape.slice(0, 2);
+    } else if (ref.transpose) {
+      if (info.shape.length !== 2) throw new FileFormatError(h.path, `expected a 2-D projection matrix, got [${info.shape.join(', ')}]`, stored);
+      shape = [info.shape[1]!, info.shape[0]!];
     }
-    entries.set(key, { stored, shape, ...(rows ? { rows } : {}) });
+    entries.set(key, { stored, shape, ...(rows ? { rows } : {}), ...(ref.transpose ? { transpose: true } : {}) });
   }
   return entries;
 }
@@ -629,13 +672,12 @@ function buildEntries(h: Header, component: OriginalComponentName, keys: readonl
 // Opening a file
 
 function notSdMessage(keys: string[], what = `no ${UNET_PREFIX}* tensors`): string {
-  const expected = `expected Stable Diffusion 1.x/2.x original-layout keys: ${UNET_PREFIX}* (UNet, e.g. ${UNET_PREFIX}input_blocks.0.0.weight), ${VAE_PREFIX}* (VAE) and ${CLIP_PREFIX}text_model.* or ${OPEN_CLIP_PREFIX}* (text encoder)`;
+  const expected = `expected Stable Diffusion 1.x/2.x/XL original-layout keys: ${UNET_PREFIX}* (UNet, e.g. ${UNET_PREFIX}input_blocks.0.0.weight), ${VAE_PREFIX}* (VAE) and ${CLIP_PREFIX}text_model.*, ${OPEN_CLIP_PREFIX}* or ${SDXL_CLIP_PREFIX}* + ${SDXL_OPEN_CLIP_PREFIX}* (text encoders)`;
   let hint = '';
-  if (keys.some((k) => k.startsWith('conditioner.embedders.'))) hint = ' This looks like an SDXL checkpoint, which is not supported.';
-  else if (keys.some((k) => /(^|\.)(joint_blocks|double_blocks)\./.test(k))) hint = ' This looks like an SD3/Flux transformer checkpoint, which is not supported.';
+  if (keys.some((k) => /(^|\.)(joint_blocks|double_blocks)\./.test(k))) hint = ' This looks like an SD3/Flux transformer checkpoint, which is not supported.';
   else if (keys.some((k) => /^(down_blocks|up_blocks|mid_block|text_model|encoder\.down_blocks)\./.test(k))) hint = ' This looks like one diffusers component file; pass the diffusers model folder instead.';
   const sample = keys.slice(0, 3).join(', ');
-  return `not a Stable Diffusion 1.x/2.x single-file checkpoint: ${what}; ${expected}. Found ${keys.length} tensors${sample ? ` (e.g. ${sample})` : ''}.${hint}`;
+  return `not a Stable Diffusion 1.x/2.x/XL single-file checkpoint: ${what}; ${expected}. Found ${keys.length} tensors${sample ? ` (e.g. ${sample})` : ''}.${hint}`;
 }
 
 function metadataPrediction(meta: Readonly<Record<string, string>>): PredictionType | undefined {
@@ -673,8 +715,18 @@ export function sdSchedulerConfig(predictionType: PredictionType): Record<string
   };
 }
 
+/** The EulerDiscreteScheduler config SDXL base ships (diffusers' scheduler_config.json of stable-diffusion-xl-base-1.0). */
+export function sdxlSchedulerConfig(): Record<string, Json> {
+  return {
+    _class_name: 'EulerDiscreteScheduler',
+    num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', trained_betas: null,
+    clip_sample: false, set_alpha_to_one: false, skip_prk_steps: true, sample_max_value: 1.0, steps_offset: 1,
+    prediction_type: 'epsilon', timestep_spacing: 'leading', interpolation_type: 'linear', use_karras_sigmas: false,
+  };
+}
+
 /**
- * Open a single-file SD 1.x / 2.x checkpoint: `.safetensors`, or a torch pickle (.ckpt/.pt/.pth/.bin) read
+ * Open a single-file SD 1.x / 2.x / XL checkpoint: `.safetensors`, or a torch pickle (.ckpt/.pt/.pth/.bin) read
  * weights-only (nothing in it is executed; see tensor-file.ts). Only the header / pickle is read here;
  * tensors are read when a model asks for them.
  */
@@ -702,18 +754,25 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
   const allKeys = [...sf.tensors.keys()];
   if (!allKeys.some((k) => k.startsWith(UNET_PREFIX))) throw new FileFormatError(file, notSdMessage(allKeys));
   if (!h.has(`${UNET_PREFIX}input_blocks.0.0.weight`)) throw new FileFormatError(file, notSdMessage(allKeys, `it has ${UNET_PREFIX}* tensors but no UNet ${UNET_PREFIX}input_blocks.0.0.weight`));
-  if (h.has(`${UNET_PREFIX}label_emb.0.0.weight`) || h.has(`${UNET_PREFIX}label_emb.weight`)) {
-    throw new FileFormatError(file, 'class-conditioned UNets (label_emb: SDXL, SD x4 upscaler, unCLIP) are not supported; only SD 1.x / 2.x text-to-image UNets', `${UNET_PREFIX}label_emb`);
+  // SDXL: label_emb.0 (text_time added conditioning) with sgm's conditioner embedders (or no text encoder at all).
+  const hasLabel = h.has(`${UNET_PREFIX}label_emb.0.0.weight`);
+  const sdxl = hasLabel && !allKeys.some((k) => k.startsWith('cond_stage_model.'));
+  if ((hasLabel && !sdxl) || h.has(`${UNET_PREFIX}label_emb.weight`)) {
+    throw new FileFormatError(file, 'class-conditioned UNets (label_emb with cond_stage_model: SD x4 upscaler, unCLIP) are not supported; only SD 1.x / 2.x / XL text-to-image UNets', `${UNET_PREFIX}label_emb`);
   }
+  if (sdxl && opts.sdVersion !== undefined) throw new InputError(`--sd-version ${opts.sdVersion}: ${file} is an SDXL checkpoint (label_emb and conditioner.embedders keys)`);
   const warnings: string[] = [];
 
   const unet = inferUnet(h);
   const vae = allKeys.some((k) => k.startsWith(VAE_PREFIX)) ? inferVae(h) : undefined;
-  const textLayout: TextEncoderLayout | undefined = allKeys.some((k) => k.startsWith(OPEN_CLIP_PREFIX)) ? 'openclip'
+  const textLayout: TextEncoderLayout | undefined = sdxl ? (allKeys.some((k) => k.startsWith(SDXL_CLIP_PREFIX)) ? 'clip' : undefined)
+    : allKeys.some((k) => k.startsWith(OPEN_CLIP_PREFIX)) ? 'openclip'
     : allKeys.some((k) => k.startsWith(CLIP_PREFIX)) ? 'clip' : undefined;
-  const text = textLayout ? inferText(h, textLayout, opts.textLayers) : undefined;
+  const sdxlPrefixes = sdxl ? { clip: SDXL_CLIP_PREFIX, openclip: SDXL_OPEN_CLIP_PREFIX } : undefined;
+  const text = textLayout ? inferText(h, textLayout, sdxl ? undefined : opts.textLayers, sdxlPrefixes) : undefined;
+  const text2 = sdxl && allKeys.some((k) => k.startsWith(SDXL_OPEN_CLIP_PREFIX)) ? inferText(h, 'openclip', undefined, sdxlPrefixes) : undefined;
 
-  const version: 1 | 2 = opts.sdVersion
+  const version: 1 | 2 | 'xl' = sdxl ? 'xl' : opts.sdVersion
     ?? (unet.crossAttentionDim === 1024 ? 2 : unet.crossAttentionDim === 768 ? 1 : textLayout === 'openclip' || unet.linearProjection ? 2 : 1);
 
   let predictionType = opts.predictionType ?? metadataPrediction(sf.metadata);
@@ -724,7 +783,7 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
   }
   const n = unet.channels.length;
   const vaeScale = vae ? 2 ** (vae.channels.length - 1) : 8;
-  const imageSize = opts.imageSize ?? (version === 2 && predictionType === 'v_prediction' ? 768 : 512);
+  const imageSize = opts.imageSize ?? (version === 'xl' ? 1024 : version === 2 && predictionType === 'v_prediction' ? 768 : 512);
 
   // UNet heads (diffusers' legacy attention_head_dim = number of heads).
   let heads: number[];
@@ -767,12 +826,22 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
     upcast_attention: opts.upcastAttention ?? version === 2,
     use_linear_projection: unet.linearProjection,
   };
+  if (unet.addInputDim !== undefined) {
+    // pooled width: the second encoder's projection (1280 for SDXL base when the file holds no text encoder)
+    const pooled = text2 ? h.dim(`${SDXL_OPEN_CLIP_PREFIX}text_projection`, 1, 'the pooled text width', 2) : 1280;
+    const timeDim = (unet.addInputDim - pooled) / 6;
+    if (!Number.isInteger(timeDim) || timeDim < 1) {
+      throw new FileFormatError(file, `label_emb.0.0 takes ${unet.addInputDim} inputs, which is not the pooled text width ${pooled} + 6 time ids x an integer width`, `${UNET_PREFIX}label_emb.0.0.weight`);
+    }
+    Object.assign(unetJson, { addition_embed_type: 'text_time', addition_time_embed_dim: timeDim, projection_class_embeddings_input_dim: unet.addInputDim });
+  }
 
   const ctx: OriginalLayoutContext = {
     layersPerBlock: unet.layersPerBlock,
     upBlockHasAttention: unet.upAttention,
     vaeLevels: vae?.channels.length ?? 0,
     textLayout: textLayout ?? 'clip',
+    ...(sdxl ? { sdxl: true } : {}),
   };
   const component = (name: OriginalComponentName, json: Record<string, Json>, keys: string[], rename?: (k: string) => string): OriginalComponent => {
     const source = new OriginalLayoutSource(file, sf, buildEntries(h, name, keys, ctx, rename), rowReader);
@@ -795,7 +864,7 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
       norm_num_groups: 32,
       out_channels: vae.outChannels,
       sample_size: imageSize,
-      scaling_factor: opts.vaeScalingFactor ?? 0.18215,
+      scaling_factor: opts.vaeScalingFactor ?? (sdxl ? 0.13025 : 0.18215),
       up_block_types: vae.channels.map(() => 'UpDecoderBlock2D'),
       use_quant_conv: vae.quantConv,
       use_post_quant_conv: vae.postQuantConv,
@@ -834,6 +903,20 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
     textComponent = component('text_encoder', textJson, textKeys(text), rename);
   }
 
+  let text2Component: OriginalComponent | undefined;
+  if (text2) {
+    const heads = opts.textHeads ?? (text2.hidden % 64 === 0 ? text2.hidden / 64 : 1);
+    if (opts.textHeads === undefined && text2.hidden % 64 !== 0) warnings.push(`${file}: second text encoder width ${text2.hidden} is not a multiple of 64-dim heads; using 1 head. Pass textHeads to set it.`);
+    if (text2.hidden % heads !== 0) throw new InputError(`textHeads: ${heads} heads do not divide the second text encoder's width ${text2.hidden}`);
+    const projection = h.dim(`${SDXL_OPEN_CLIP_PREFIX}text_projection`, 1, 'projection_dim', 2);
+    // diffusers' SDXL text_encoder_2 config (legacy token ids: pooling at the first end-of-text, the largest id).
+    text2Component = component('text_encoder_2', {
+      architectures: ['CLIPTextModelWithProjection'], model_type: 'clip_text_model', bos_token_id: 0, eos_token_id: 2, pad_token_id: 1,
+      hidden_act: 'gelu', hidden_size: text2.hidden, intermediate_size: text2.intermediate, layer_norm_eps: 1e-5, max_position_embeddings: text2.maxPositions,
+      num_attention_heads: heads, num_hidden_layers: text2.layers, projection_dim: projection, vocab_size: text2.vocab,
+    }, textKeys(text2, true));
+  }
+
   const unetComponent = component('unet', unetJson, unetKeys(unet));
   return {
     file,
@@ -842,7 +925,8 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
     unet: unetComponent,
     vae: vaeComponent,
     text_encoder: textComponent,
-    scheduler: new Config(file, sdSchedulerConfig(predictionType)),
+    ...(text2Component ? { text_encoder_2: text2Component } : {}),
+    scheduler: new Config(file, sdxl ? sdxlSchedulerConfig() : sdSchedulerConfig(predictionType)),
     warnings,
     close: () => { sf.close(); rowReader.close(); },
   };
