@@ -24,7 +24,7 @@ const LOCAL_SIG = 0x04034b50;
 const MAX_CENTRAL_BYTES = 1 << 30;
 
 export function readAt(fd: number, file: string, offset: number, length: number, what: string): Buffer {
-  const buf = Buffer.alloc(length);
+  const buf = Buffer.allocUnsafe(length); // filled below, or an error is thrown
   let done = 0;
   while (done < length) {
     const n = fs.readSync(fd, buf, done, length - done, offset + done);
