@@ -17,7 +17,12 @@ export { createMethod, inDetailIP, kvConcat, kvReplace, styleAligned, METHOD_NAM
 export type { MethodName, GuidanceMode, ReferenceMethod, MethodOptions } from './methods/index.js';
 export { createNoise, NativeGaussian, type NoiseSource, type NoiseKind } from './noise/gaussian.js';
 export { TorchGenerator } from './noise/torch-generator.js';
-export { DDIMScheduler, DDIMInverseScheduler, DDPMScheduler, createScheduler } from './schedulers/index.js';
+export {
+  DDIMScheduler, DDIMInverseScheduler, DDPMScheduler, createScheduler, SCHEDULERS, type SchedulerName, type Sampler, type SchedulerStepOptions, type SchedulerStepResult,
+  EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, PNDMScheduler, LMSDiscreteScheduler,
+  HeunDiscreteScheduler, LCMScheduler,
+} from './schedulers/index.js';
+export { parsePythonJson } from './io/python-json.js';
 export { readImageRGB, writePNG, readPNGText, type RGBImage } from './io/image.js';
 export { SafetensorsFile, writeSafetensors, readAllFloat32 } from './io/safetensors.js';
 export { CLIPTokenizer } from './io/clip-tokenizer.js';
