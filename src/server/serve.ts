@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { configureEngine } from '../graph/session.js';
 import { InputError } from '../errors.js';
 import { buildServer } from './app.js';
+export { DEFAULT_WEB_ROOT } from './app.js';
 import { JobEvents } from './events.js';
 import type { ExecuteContext } from './execute.js';
 import { ModelCache } from './models.js';
