@@ -203,6 +203,10 @@ test('bad LoRA files: one-line errors naming file and key, and the model is left
   expectError([{ path: badShape }], FileFormatError, /\[lora_unet_down_blocks_0_resnets_0_conv1\.lora_down\.weight\].*shape \[4, 32, 1, 1\].*expected \[4, 32, 3, 3\]/);
   // A LoRA for another base model: SDXL's (second text encoder, other widths) on SD 1.5.
   expectError([{ path: KOHYA_XL }], FileFormatError, /lora_kohya_sdxl.*(text_encoder_2|another base model)/);
+  // An SD 1.x LoRA on SD 2.x (proj_in is a Linear there, a 1x1 conv in SD 1.x): refused, nothing applied.
+  const sd21 = openCheckpoint(modelDir('tiny-sd21'));
+  assert.throws(() => sd21.applyLoras([{ path: KOHYA }]), /lora_kohya_sd15.*proj_in\.lora_down\.weight.*shape \[4, 32, 1, 1\].*expected \[4, 32\]/);
+  assert.deepEqual(sd21.loras, []);
   // Unsupported adapter kinds, missing files, bad scales.
   const loha = doctored('loha.safetensors', (t) => ({ ...t, 'lora_unet_down_blocks_0_resnets_0_conv1.hada_w1_a': { shape: [4, 4], data: new Float32Array(16) } }));
   expectError([{ path: loha }], FileFormatError, /LoHa/);

@@ -110,24 +110,23 @@ export class LoraSet {
 }
 
 /**
- * down must be [r, in(, kh, kw)] and up [out, r(, 1, 1)] for a weight [out, in(, kh, kw)]; a Linear
- * LoRA fits a 1x1 conv and a 1x1-conv LoRA a Linear (both layouts occur for proj_in/proj_out).
+ * down must be [r, in(, kh, kw)] and up [out, r(, 1, 1)] for a weight [out, in(, kh, kw)], with the
+ * weight's own layout: a Linear takes 2-D factors, a conv (1x1 included) 4-D ones, as PEFT builds them;
+ * a conv-shaped LoRA on a Linear is a LoRA for another model (e.g. SD 1.x proj_in on SD 2.x).
  */
 function checkShapes(file: LoraFile, m: LoraModule, weight: readonly number[], where: string): void {
   const down = file.tensors.shape(m.down);
   const up = file.tensors.shape(m.up);
   const [out, inF, ...kernel] = weight;
-  // Exactly [...head, ...kernel]; for a pointwise kernel (none, or 1x1) also [...head] or [...head, 1, 1].
-  const fits = (shape: readonly number[], head: readonly number[], tail: readonly number[]): boolean => {
-    const same = (a: readonly number[]): boolean => a.length === shape.length && a.every((d, i) => d === shape[i]);
-    return same([...head, ...tail]) || (tail.every((k) => k === 1) && (same(head) || same([...head, 1, 1])));
-  };
+  const same = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
   const fail = (key: string, actual: readonly number[], expected: readonly number[]): never => {
     throw new FileFormatError(file.path, `shape [${actual.join(', ')}] does not fit ${where} (weight [${weight.join(', ')}]): expected [${expected.join(', ')}]; a LoRA for another base model?`, key);
   };
   if (out === undefined || inF === undefined) fail(m.down, down, weight);
-  if (!fits(down, [m.rank, inF!], kernel)) fail(m.down, down, [m.rank, inF!, ...kernel]);
-  if (!fits(up, [out!, m.rank], kernel.map(() => 1))) fail(m.up, up, [out!, m.rank, ...kernel.map(() => 1)]);
+  const wantDown = [m.rank, inF!, ...kernel];
+  const wantUp = [out!, m.rank, ...kernel.map(() => 1)];
+  if (!same(down, wantDown)) fail(m.down, down, wantDown);
+  if (!same(up, wantUp)) fail(m.up, up, wantUp);
 }
 
 /** Files (resolved path, size, modification time) and scales, hashed. */
