@@ -4,7 +4,7 @@ import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
 import { ControlNet, type ControlInput } from '../../components/controlnet.js';
 import { InputError } from '../../errors.js';
-import { createNoise, NOISE_KINDS, type NoiseKind } from '../../noise/gaussian.js';
+import { createNoise, NOISE_KINDS, type NoiseKind, type NoiseSource } from '../../noise/gaussian.js';
 import { invert } from '../../pipelines/invert.js';
 import { textToImage } from '../../pipelines/text-to-image.js';
 import { concatRows } from '../../tensor.js';
@@ -97,7 +97,10 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       const previews = new PreviewWriter(o.out);
       if (ck.isPixelSpace() && o.prompt !== undefined) progress.warn('this is an unconditional pixel-space model: --prompt is ignored');
       if (!ck.isPixelSpace() && o.prompt === undefined) throw new InputError('--prompt is required for text-conditioned models');
-      const { seed: s, noise } = noiseFor(o);
+      const { seed: s, noise: source } = noiseFor(o);
+      // the seed is recorded when the run drew from it (initial noise, or a stochastic scheduler's step noise)
+      const draws = { n: 0 };
+      const noise: NoiseSource = { randn: (shape) => { draws.n++; return source.randn(shape); } };
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise, scheduler: o.scheduler, timestepSpacing: o.timestepSpacing, eta: o.eta,
@@ -107,7 +110,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
-        prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise,
+        prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: draws.n > 0 ? String(s) : null, noise: o.noise,
         scheduler: o.scheduler ?? schedulerNameForClass(String(ck.schedulerConfig().raw._class_name)) ?? null, timestep_spacing: o.timestepSpacing ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
       });
       const previewFiles = await previews.flush();
