@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readAdapterTensors } from '../src/adapters/ip-adapter/ip-adapter-file.js';
+import { readPNGText } from '../src/io/image.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import { close, FIXTURES, golden, goldenPath, modelDir } from './helpers.js';
 
@@ -29,7 +30,7 @@ function expectUserError(args: string[], pattern: RegExp): void {
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line:\n${r.stderr}`);
 }
 
-test('generate --ip-adapter --ip-image --ip-scale with --latents / --save-latents equals the diffusers pipeline', () => {
+test('generate --ip-adapter --ip-image --ip-scale with --latents / --save-latents equals the diffusers pipeline; the PNG records the adapters', async () => {
   const gold = golden(IPA, 'pipeline_base');
   const meta = JSON.parse(fs.readFileSync(goldenPath(IPA, 'pipeline_base.json'), 'utf8')) as { prompt: string; negative_prompt: string; ip_adapter_scale: number };
   const lat = path.join(tmp, 'lat.safetensors'), out = path.join(tmp, 'out.safetensors');
@@ -38,6 +39,8 @@ test('generate --ip-adapter --ip-image --ip-scale with --latents / --save-latent
     '--latents', lat, '--ip-adapter', BASE, '--ip-image', IMG, '--ip-scale', String(meta.ip_adapter_scale), '--save-latents', out, '--out', path.join(tmp, 'img.png'), '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   close(readAllFloat32(out).latents!, gold.final_latents!, 1e-4, 'CLI final latents');
+  const params = JSON.parse((await readPNGText(path.join(tmp, 'img.png'))).parameters!) as { ip_adapters: { file: string; scale: number }[] };
+  assert.deepEqual(params.ip_adapters.map((a) => [a.file, a.scale]), [[BASE, meta.ip_adapter_scale]]);
 });
 
 test('IP-Adapter mistakes are one-line errors', () => {

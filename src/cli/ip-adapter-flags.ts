@@ -32,3 +32,9 @@ export async function ipAdaptersFrom(o: IPAdapterFlags): Promise<IPAdapterInput[
   for (let j = 0; j < n; j++) out.push({ adapter: o.ipAdapter[j]!, image: await readImageRGB(o.ipImage[j]!), scale: o.ipScale[j] ?? 1 });
   return out;
 }
+
+/** The adapters of a run for the PNG's `parameters` chunk (nothing without adapters). */
+export function ipAdapterParameters(o: IPAdapterFlags): Record<string, unknown> {
+  if (o.ipAdapter.length === 0) return {};
+  return { ip_adapters: o.ipAdapter.map((file, j) => ({ file, image: o.ipImage[j], scale: o.ipScale[j] ?? 1 })), ...(o.imageEncoder ? { image_encoder: o.imageEncoder } : {}) };
+}

@@ -16,7 +16,7 @@ import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
 import { addConditioningFlags, addMicroConditioningFlags, conditioningFrom, microFrom, type ConditioningFlags } from '../conditioning-flags.js';
 import { PreviewWriter } from '../previews.js';
-import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { addIPAdapterFlags, ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
 export interface SamplingFlags extends ConditioningFlags {
   model: string;
@@ -111,7 +111,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: draws.n > 0 ? String(s) : null, noise: o.noise,
-        scheduler: o.scheduler ?? schedulerNameForClass(String(ck.schedulerConfig().raw._class_name)) ?? null, timestep_spacing: o.timestepSpacing ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
+        scheduler: o.scheduler ?? schedulerNameForClass(String(ck.schedulerConfig().raw._class_name)) ?? null, timestep_spacing: o.timestepSpacing ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model, ...ipAdapterParameters(o),
       });
       const previewFiles = await previews.flush();
       progress.done();

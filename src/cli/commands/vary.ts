@@ -11,7 +11,7 @@ import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
 import { microFrom } from '../conditioning-flags.js';
 import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
-import { addIPAdapterFlags, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { addIPAdapterFlags, ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 
 interface VaryFlags extends SamplingFlags, IPAdapterFlags {
   image: string;
@@ -66,7 +66,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
         method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt, inversion_prompt: o.inversionPrompt ?? prompt,
-        negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise, model: o.model,
+        negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise, model: o.model, ...ipAdapterParameters(o),
       });
       const previewFiles = await previews.flush();
       progress.done();
