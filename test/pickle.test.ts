@@ -13,13 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { FileFormatError } from '../src/errors.js';
-import { openOriginalCheckpoint } from '../src/io/original-checkpoint.js';
+import { openOriginalCheckpoint, toOriginalLayout } from '../src/io/original-checkpoint.js';
 import { SafetensorsFile, readAllFloat32 } from '../src/io/safetensors.js';
 import { inspectTensorFile, openTensorFile, openTensorSource } from '../src/io/tensor-file.js';
 import { TorchCheckpointFile } from '../src/io/torch-checkpoint.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
-import { maxAbsDiff } from '../src/tensor.js';
+import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { FIXTURES, close, golden, goldenPath, modelDir } from './helpers.js';
 import { op, writePickleZip, writeTorchLegacy, writeTorchZip } from './torch-writer.js';
 
@@ -138,7 +138,7 @@ test('files written by the test writer (zip with state_dict, legacy, every dtype
   assert.ok(loc && loc.offset % 64 === 0);
 });
 
-test('a diffusers folder holding pytorch .bin weights loads them (weights-only)', () => {
+test('a diffusers folder holding pytorch .bin weights (single or sharded) loads them (weights-only)', () => {
   const dir = path.join(tmp, 'unet-bin');
   fs.mkdirSync(dir);
   const st = SafetensorsFile.open(path.join(modelDir('tiny-sd15'), 'unet', 'diffusion_pytorch_model.safetensors'));
@@ -146,6 +146,19 @@ test('a diffusers folder holding pytorch .bin weights loads them (weights-only)'
   writeTorchZip(path.join(dir, 'diffusion_pytorch_model.bin'), entries);
   const src = openComponentWeights(dir);
   for (const i of st.tensors.values()) assert.equal(maxAbsDiff(src.read(i.name), st.readFloat32(i.name)), 0, i.name);
+  // Sharded: pytorch_model.bin.index.json over two shards (one of them legacy format).
+  const sharded = path.join(tmp, 'unet-sharded');
+  fs.mkdirSync(sharded);
+  const names = Object.keys(entries);
+  const half = names.length >> 1;
+  writeTorchZip(path.join(sharded, 'pytorch_model-00001-of-00002.bin'), Object.fromEntries(names.slice(0, half).map((n) => [n, entries[n]!])));
+  writeTorchLegacy(path.join(sharded, 'pytorch_model-00002-of-00002.bin'), Object.fromEntries(names.slice(half).map((n) => [n, entries[n]!])));
+  fs.writeFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: Object.fromEntries(names.map((n, i) => [n, `pytorch_model-0000${i < half ? 1 : 2}-of-00002.bin`])) }));
+  const sh = openComponentWeights(sharded);
+  assert.equal([...sh.keys()].length, names.length);
+  for (const i of st.tensors.values()) assert.equal(maxAbsDiff(sh.read(i.name), st.readFloat32(i.name)), 0, i.name);
+  fs.writeFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: { [names[0]!]: 'pytorch_model-00002-of-00002.bin' } }));
+  refused(() => openComponentWeights(sharded), path.join(sharded, 'pytorch_model-00002-of-00002.bin'), /lists tensor .* here but the file does not hold it/);
   st.close();
 });
 
@@ -179,6 +192,24 @@ test('tiny-sd15.ckpt with --config (the folder\'s configs) equals the diffusers-
   const err = close(r.latents, gold[`${c.prefix}.final_latents`]!, 1e-4, 'final latents');
   console.log(`tiny-sd15.ckpt --config: final latents max abs err ${err.toExponential(2)}`);
   assert.throws(() => openCheckpoint(modelDir('tiny-sd15'), { config: modelDir('tiny-sd15') }), /--config pairs a single checkpoint file/);
+});
+
+test('an SDXL single file pickled (zip, state_dict) with --config tiny-sdxl equals the folder golden (DDIM)', async () => {
+  const M = 'tiny-sdxl';
+  const read = (part: string): Record<string, Tensor> => {
+    const src = openComponentWeights(path.join(modelDir(M), part));
+    return Object.fromEntries([...src.keys()].map((k) => [k, src.read(k)]));
+  };
+  const orig = toOriginalLayout({ unet: read('unet'), vae: read('vae'), text_encoder: read('text_encoder'), text_encoder_2: read('text_encoder_2') });
+  const file = path.join(tmp, 'tiny-sdxl.ckpt');
+  writeTorchZip(file, Object.fromEntries(Object.entries(orig).map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) }])), { wrap: true });
+  const ck = openCheckpoint(file, { config: modelDir(M) });
+  assert.deepEqual(ck.warnings, []);
+  const meta = JSON.parse(fs.readFileSync(goldenPath(M, 'pipeline_t2i_ddim.json'), 'utf8')) as { prompt: string; negative_prompt: string };
+  const g = golden(M, 'pipeline_t2i_ddim');
+  const r = await textToImage(ck, { prompt: meta.prompt, negativePrompt: meta.negative_prompt, steps: 5, guidance: 5, latents: g.latents_in, scheduler: 'ddim', latentsOnly: true });
+  const err = close(r.latents, g.final_latents!, 1e-4, 'final latents');
+  console.log(`tiny-sdxl pickled single file --config: final latents max abs err ${err.toExponential(2)}`);
 });
 
 // ---------------------------------------------------------------------------------------------------

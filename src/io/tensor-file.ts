@@ -4,6 +4,7 @@
  * Pickles are read weights-only (see pickle.ts): nothing in a file is executed.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile, type DType, type TensorInfo } from './safetensors.js';
@@ -114,4 +115,42 @@ export class TensorFileSource implements TensorSource {
 /** Open any weights file as a TensorSource. */
 export function openTensorSource(path: string, rename?: (stored: string) => string | undefined): TensorFileSource {
   return new TensorFileSource(openTensorFile(path), rename);
+}
+
+/**
+ * A sharded pickle checkpoint (`pytorch_model.bin.index.json`: `{"weight_map": {key: shard}}`), every
+ * shard read weights-only; the index is checked against the shards when opened.
+ */
+export function openShardedTensorFiles(indexPath: string): TensorSource {
+  let index: { weight_map?: unknown };
+  try {
+    index = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as typeof index;
+  } catch (e) {
+    throw new FileFormatError(indexPath, `cannot read shard index (${(e as Error).message})`);
+  }
+  const map = index.weight_map;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
+  const dir = path.dirname(indexPath);
+  const shards = new Map<string, TensorFileSource>();
+  const byKey = new Map<string, TensorFileSource>();
+  for (const [key, shard] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new FileFormatError(indexPath, `shard ${JSON.stringify(shard)} is not a file name in ${dir}`, key);
+    let src = shards.get(shard);
+    if (!src) { src = openTensorSource(path.join(dir, shard)); shards.set(shard, src); }
+    if (!src.has(key)) throw new FileFormatError(path.join(dir, shard), `the shard index lists tensor ${key} here but the file does not hold it`, key);
+    byKey.set(key, src);
+  }
+  const of = (key: string): TensorFileSource => {
+    const src = byKey.get(key);
+    if (!src) throw new FileFormatError(indexPath, 'missing weight', key);
+    return src;
+  };
+  return {
+    origin: indexPath,
+    keys: () => byKey.keys(),
+    has: (key) => byKey.has(key),
+    shape: (key) => of(key).shape(key),
+    read: (key) => of(key).read(key),
+    location: (key) => of(key).location(key),
+  };
 }

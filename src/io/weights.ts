@@ -10,7 +10,7 @@ import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile } from './safetensors.js';
 import { f32Mirror } from './f32-mirror.js';
-import { openTensorSource } from './tensor-file.js';
+import { openShardedTensorFiles, openTensorSource } from './tensor-file.js';
 import type { FileSpan } from '../graph/ir.js';
 
 const EMPTY = new Float32Array(0);
@@ -143,6 +143,8 @@ export function openComponentWeights(dir: string): TensorSource {
   const anyFile = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => f.endsWith('.safetensors')) : undefined;
   if (anyFile) return new SafetensorsSource(path.join(dir, anyFile), [SafetensorsFile.open(path.join(dir, anyFile))]);
   // torch pickles (diffusion_pytorch_model.bin, pytorch_model.bin), read weights-only: nothing in them is executed.
+  const pickleIndex = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => f.endsWith('.bin.index.json')) : undefined;
+  if (pickleIndex) return openShardedTensorFiles(path.join(dir, pickleIndex));
   const pickles = ['diffusion_pytorch_model.bin', 'pytorch_model.bin'];
   const pickle = pickles.find((f) => fs.existsSync(path.join(dir, f))) ?? (fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /\.(bin|ckpt|pt|pth)$/.test(f)) : undefined);
   if (pickle) return openTensorSource(path.join(dir, pickle));

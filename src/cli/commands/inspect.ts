@@ -8,6 +8,8 @@ export function registerInspectCommand(program: Command): void {
     .argument('<file>', 'weights file')
     .action((file: string) => {
       const entries = inspectTensorFile(file);
+      // `visprompt inspect f | head`: a closed pipe ends the listing quietly.
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); else throw e; });
       process.stdout.write(`[\n${entries.map((e) => `  ${JSON.stringify({ name: e.name, dtype: e.dtype, shape: e.shape })}`).join(',\n')}\n]\n`);
     });
 }
