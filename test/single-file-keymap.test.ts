@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
-import { openOriginalCheckpoint, originalKeyOf, type OriginalComponentName, type OriginalLayoutContext } from '../src/io/original-checkpoint.js';
+import { openOriginalCheckpoint, originalKeyOf, type OriginalLayoutContext } from '../src/io/original-checkpoint.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -22,7 +22,7 @@ import { close, FIXTURES, golden, goldenPath, modelDir } from './helpers.js';
 
 const SINGLE = path.join(FIXTURES, 'models', 'tiny-pickles', 'tiny-sd15.safetensors');
 const COMPONENTS = ['unet', 'vae', 'text_encoder'] as const;
-type Entry = [original: string, component: OriginalComponentName, diffusers: string];
+type Entry = [original: string, component: (typeof COMPONENTS)[number], diffusers: string];
 const SD1 = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'keymaps', 'sd1-tiny.json'), 'utf8')) as { entries: Entry[] }).entries;
 const SD2_TEXT = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'keymaps', 'sd2-openclip-tiny.json'), 'utf8')) as { entries: [string, 0 | 1 | 2 | null, string][] }).entries;
 
