@@ -12,6 +12,17 @@ import { textToImage } from '../src/pipelines/text-to-image.js';
 import { vary } from '../src/pipelines/vary.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { goldenPath, modelDir } from './helpers.js';
+import path from 'node:path';
+import os from 'node:os';
+import fs from 'node:fs';
+import { Checkpoint, type ComponentName, type ComponentSource } from '../src/components/checkpoint.js';
+import { ControlNet } from '../src/components/controlnet.js';
+import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
+import { Config } from '../src/io/config.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { openComponentWeights, WeightsView, type TensorSource } from '../src/io/weights.js';
+import { controlNetConfig } from '../src/models/controlnet.js';
+import { fuseGenerate } from '../src/pipelines/fuse.js';
 
 const M = 'tiny-sdxl';
 
@@ -50,4 +61,66 @@ test('SDXL InjectFusion (h-space = the mid block): gamma 0 is the plain reconstr
   assert.equal(maxAbsDiff(g0.latents, plain.latents), 0, 'gamma 0');
   const g1 = await inject(ck, { ...o, gamma: 0.8 });
   assert.ok(maxAbsDiff(g1.latents, plain.latents) > 1e-4, 'injection changes the result');
+});
+
+const folder = (m: string, c: string): ComponentSource => ({ config: () => Config.read(path.join(modelDir(m), c, 'config.json')), weights: () => openComponentWeights(path.join(modelDir(m), c)) });
+
+test('SDXL fuse (VCF concat fusion): the aligned image tokens join the SDXL token embeddings; the pooled text is kept', async () => {
+  const sources: Partial<Record<ComponentName, ComponentSource>> = {
+    unet: folder(M, 'unet'), vae: folder(M, 'vae'), text_encoder: folder(M, 'text_encoder'), text_encoder_2: folder(M, 'text_encoder_2'),
+    image_encoder: folder('tiny-sd15', 'image_encoder'),
+  };
+  const scheduler = Config.read(path.join(modelDir(M), 'scheduler', 'scheduler_config.json')).raw;
+  const ck = Checkpoint.fromSources('tiny-sdxl+image-encoder', sources, scheduler, () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer')),
+    { tokenizer2: () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer_2')), forceZerosForEmptyPrompt: true });
+  const rnd = new NativeGaussian(4);
+  const w = (shape: number[], s: number) => ({ shape, data: rnd.randn(shape).map((v) => v * s) });
+  const aligner = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sdxl-fuse-')), 'aligner.safetensors');
+  writeSafetensors(aligner, { 'norm.weight': { shape: [32], data: new Float32Array(32).fill(1) }, 'norm.bias': w([32], 0.1), 'fc1.weight': w([16, 32], 0.2), 'fc1.bias': w([16], 0.1), 'fc2.weight': w([64, 16], 0.2), 'fc2.bias': w([64], 0.1) });
+  const reference = await readImageRGB(goldenPath(M, 'inversion_input.png'));
+  const latents: Tensor = { shape: [1, 4, 16, 16], data: new TorchGenerator(5).randn([1, 4, 16, 16]) };
+  const r = await fuseGenerate(ck, { aligner, reference, prompt: 'a cat', steps: 2, guidance: 5, latents, fusion: 'concat' });
+  const plain = await textToImage(ck, { scheduler: 'ddim', prompt: 'a cat', steps: 2, guidance: 5, latents, latentsOnly: true });
+  assert.ok(r.latents.data.every(Number.isFinite));
+  assert.ok(maxAbsDiff(r.latents, plain.latents) > 1e-4, 'the reference tokens change the result');
+});
+
+/** A ControlNet for tiny-sdxl: its encoder copied from the UNet (time, add_embedding, down, mid), condition embedding and zero convs random. */
+function tinySdxlControlNet(): ControlNet {
+  const unetDir = path.join(modelDir(M), 'unet');
+  const raw = { ...Config.read(path.join(unetDir, 'config.json')).raw, _class_name: 'ControlNetModel', conditioning_embedding_out_channels: [8, 16, 16] };
+  const cfg = controlNetConfig(new Config('controlnet/config.json', raw));
+  const base = openComponentWeights(unetDir);
+  const rnd = new NativeGaussian(11);
+  const extra = new Map<string, Tensor>();
+  const add = (k: string, shape: number[], s: number) => extra.set(k, { shape, data: rnd.randn(shape).map((v) => v * s) });
+  const conv = (p: string, o: number, i: number, k: number) => { add(`${p}.weight`, [o, i, k, k], 0.2); add(`${p}.bias`, [o], 0.05); };
+  conv('controlnet_cond_embedding.conv_in', 8, 3, 3);
+  conv('controlnet_cond_embedding.blocks.0', 8, 8, 3); conv('controlnet_cond_embedding.blocks.1', 16, 8, 3);
+  conv('controlnet_cond_embedding.blocks.2', 16, 16, 3); conv('controlnet_cond_embedding.blocks.3', 16, 16, 3);
+  conv('controlnet_cond_embedding.conv_out', 32, 16, 3);
+  [32, 32, 32, 32, 64, 64, 64, 64, 64].forEach((c, k) => conv(`controlnet_down_blocks.${k}`, c, c, 1));
+  conv('controlnet_mid_block', 64, 64, 1);
+  const src: TensorSource = {
+    origin: 'tiny-sdxl-controlnet',
+    keys: () => [...base.keys(), ...extra.keys()],
+    has: (k) => extra.has(k) || base.has(k),
+    shape: (k) => extra.get(k)?.shape ?? base.shape(k),
+    read: (k) => extra.get(k) ?? base.read(k),
+  };
+  return new ControlNet(cfg, new WeightsView(src), 'tiny-sdxl-controlnet');
+}
+
+test('SDXL ControlNet: the added conditioning reaches the ControlNet; scale 0 is plain generation, scale 1 changes it', async () => {
+  const ck = openCheckpoint(modelDir(M));
+  const net = tinySdxlControlNet();
+  assert.deepEqual(net.config.addition, { timeEmbedDim: 8, inputDim: 80 });
+  const image: Tensor = { shape: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64).map((_, i) => (i % 97) / 96) };
+  const latents: Tensor = { shape: [1, 4, 16, 16], data: new TorchGenerator(9).randn([1, 4, 16, 16]) };
+  const o = { scheduler: 'ddim', prompt: 'a cat', steps: 2, guidance: 5, latents, latentsOnly: true } as const;
+  const plain = await textToImage(ck, o);
+  const off = await textToImage(ck, { ...o, controls: [{ net, image, scale: 0 }] });
+  const on = await textToImage(ck, { ...o, controls: [{ net, image, scale: 1 }] });
+  assert.equal(maxAbsDiff(off.latents, plain.latents), 0, 'scale 0');
+  assert.ok(maxAbsDiff(on.latents, plain.latents) > 1e-4, 'scale 1 changes the result');
 });

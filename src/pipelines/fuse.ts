@@ -38,7 +38,9 @@ export interface FuseOptions extends SamplingOptions {
 
 /** Aligned image tokens Yh = aligner(vision last hidden state) of the reference, [1, N, D]. */
 export async function alignedImageTokens(ck: Checkpoint, alignerFile: string, reference: RGBImage): Promise<Tensor> {
-  const te = ck.textEncoder(), ie = ck.imageEncoder();
+  const ie = ck.imageEncoder();
+  // The aligner maps into the token space the UNet reads (SDXL: both encoders' states concatenated).
+  const te = { config: { hiddenSize: ck.unet().config.crossAttentionDim } };
   const all = readAllFloat32(alignerFile);
   const shape = alignerShapeOf(all, alignerFile, { dv: ie.config.hiddenSize, dt: te.config.hiddenSize });
   const params = Object.fromEntries(ALIGNER_PARAMS.map((n) => [n, all[n]!])) as AlignerParams;
@@ -55,16 +57,17 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1, pnoSteps = o.pnoSteps ?? 0;
   if (!Number.isInteger(pnoSteps) || pnoSteps < 0) throw new InputError(`--pno-steps must be an integer >= 0, got ${pnoSteps}`);
   const yh = await alignedImageTokens(ck, o.aligner, o.reference);
-  const emb = await ck.textEncoder().encode([o.prompt, o.negativePrompt ?? '']);
-  const fused = fuse(o.fusion ?? 'concat', rows(emb.lastHiddenState, 0), yh, rows(emb.lastHiddenState, 1));
+  const emb = await ck.conditioner().encode([o.prompt, o.negativePrompt ?? null]);
+  const fused = fuse(o.fusion ?? 'concat', emb.rows(0).embeds, yh, emb.rows(1).embeds);
   const unet = ck.unet(), vae = ck.vae();
   const shape = latentShape(vae.scaleFactor, unet.inChannels, k, o.width ?? unet.sampleSize * vae.scaleFactor, o.height ?? unet.sampleSize * vae.scaleFactor);
   const noise = initialLatents(shape, o.latents, o.noise);
   if (pnoSteps === 0) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: fused, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: { cond: emb.rows(0).withEmbeds(fused.cond), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
+  if (unet.config.addition) throw new InputError('--pno-steps: Prompt-Noise Optimization is implemented for SD 1.x/2.x UNets; this UNet has added (SDXL) conditioning');
   const tower = o.tower ?? towerOfImageEncoder(ck.imageEncoder());
   // The reference's features, preprocessed exactly as generated images are (x in [-1, 1] -> clip pixels).
   const refPixels = new VaeImageProcessor({ vae_scale_factor: 1, do_resize: false }).preprocess(o.reference);
