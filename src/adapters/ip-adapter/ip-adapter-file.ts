@@ -77,6 +77,8 @@ class AdapterSource implements TensorSource {
   }
 }
 
+const opened = new Map<string, IPAdapter>();
+
 /** The Resampler's attention head width: diffusers fixes dim_head at 64 and infers heads from to_q. */
 const RESAMPLER_DIM_HEAD = 64;
 
@@ -108,9 +110,16 @@ export class IPAdapter {
   static open(file: string): IPAdapter {
     if (!fs.existsSync(file)) throw new InputError(`--ip-adapter file not found: ${file}`);
     if (fs.statSync(file).isDirectory()) throw new InputError(`--ip-adapter must be a file (ip-adapter_*.safetensors or .bin), got the folder ${file}`);
+    // One open file per adapter file and process: repeated runs (a server) reuse it instead of opening more.
+    const st = fs.statSync(file);
+    const key = `${path.resolve(file)}:${st.size}:${st.mtimeMs}`;
+    const cached = opened.get(key);
+    if (cached) return cached;
     const f = openTensorFile(file);
     try {
-      return IPAdapter.fromFile(file, f);
+      const adapter = IPAdapter.fromFile(file, f, `ip-adapter:${key}`);
+      opened.set(key, adapter);
+      return adapter;
     } catch (e) {
       f.close();
       throw e;
@@ -118,7 +127,7 @@ export class IPAdapter {
   }
 
   /** From a file's tensors named `image_proj.<k>` / `ip_adapter.<n>.<k>` (the official layout; .bin dicts flattened the same way). */
-  private static fromFile(file: string, f: TensorFile): IPAdapter {
+  private static fromFile(file: string, f: TensorFile, id: string): IPAdapter {
     const proj = new Map<string, readonly number[]>();
     const layers = new Map<number, Map<string, readonly number[]>>();
     for (const [key, info] of f.tensors) {
@@ -151,8 +160,7 @@ export class IPAdapter {
     });
     const layerSource = new AdapterSource(file, f, layerEntries);
     const views = new Map(ns.map((n) => [n, new WeightsView(layerSource, `ip_adapter.${n}`)] as const));
-    const st = fs.statSync(file);
-    return new IPAdapter(file, spec, new WeightsView(new AdapterSource(file, f, entries)), views, `ip-adapter:${path.resolve(file)}:${st.size}:${st.mtimeMs}`);
+    return new IPAdapter(file, spec, new WeightsView(new AdapterSource(file, f, entries)), views, id);
   }
 }
 

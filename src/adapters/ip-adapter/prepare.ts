@@ -17,7 +17,7 @@ import { CLIPImageProcessor } from '../../io/clip-image-processor.js';
 import { Config } from '../../io/config.js';
 import type { RGBImage } from '../../io/image.js';
 import { openComponentWeights, WeightsView } from '../../io/weights.js';
-import { clipVisionConfig } from '../../models/clip.js';
+import { clipVisionConfig, type CLIPVisionConfig } from '../../models/clip.js';
 import { concatRows, rows, type Tensor } from '../../tensor.js';
 import { checkAdapterFits, crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant, type IPAdapterTokens, type IPRow } from './decoupled-attention.js';
 import { IPAdapter } from './ip-adapter-file.js';
@@ -51,14 +51,22 @@ export function openImageEncoder(dir: string, ck?: Checkpoint): ImageEncoder {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`--image-encoder must be a folder with config.json and model.safetensors (a CLIPVisionModelWithProjection), got ${dir}`);
   const configFile = path.join(dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new FileFormatError(configFile, 'no config.json: not a CLIP image encoder folder');
-  const raw = Config.read(configFile);
-  if (raw.raw.vision_config !== undefined) throw new FileFormatError(configFile, 'a CLIPModel config (text and vision towers); --image-encoder needs a CLIPVisionModelWithProjection folder (e.g. h94/IP-Adapter models/image_encoder)', 'vision_config');
-  const config = clipVisionConfig(raw);
-  const size = config.imageSize;
+  const id = `image-encoder:${path.resolve(dir)}`;
+  let enc = encoderFolders.get(id);
+  if (!enc) {
+    const raw = Config.read(configFile);
+    if (raw.raw.vision_config !== undefined) throw new FileFormatError(configFile, 'a CLIPModel config (text and vision towers); --image-encoder needs a CLIPVisionModelWithProjection folder (e.g. h94/IP-Adapter models/image_encoder)', 'vision_config');
+    enc = { config: clipVisionConfig(raw), weights: new WeightsView(openComponentWeights(dir)) };
+    encoderFolders.set(id, enc);
+  }
+  const size = enc.config.imageSize;
   const processor = (ck && modelImageProcessor(ck)) ?? new CLIPImageProcessor({ size: { shortest_edge: size }, crop_size: { height: size, width: size } });
-  const vb = new WeightsView(openComponentWeights(dir));
-  return new ImageEncoder(processor, config, vb, vb.has('visual_projection.weight') ? vb.pp('visual_projection') : null, `image-encoder:${path.resolve(dir)}`);
+  const vb = enc.weights;
+  return new ImageEncoder(processor, enc.config, vb, vb.has('visual_projection.weight') ? vb.pp('visual_projection') : null, id);
 }
+
+/** Encoder folders opened in this process (one open weights file each, however many runs use them). */
+const encoderFolders = new Map<string, { config: CLIPVisionConfig; weights: WeightsView }>();
 
 /** The model's image_encoder/, or a one-line error saying how to give one. */
 export function modelImageEncoder(ck: Checkpoint): ImageEncoder {
