@@ -28,6 +28,7 @@ export {
 export { parsePythonJson } from './io/python-json.js';
 export { readImageRGB, writePNG, readPNGText, type RGBImage } from './io/image.js';
 export { SafetensorsFile, writeSafetensors, readAllFloat32 } from './io/safetensors.js';
+export { openTensorFile, openTensorSource, inspectTensorFile, tensorFileFormat, type TensorFile, type TensorFileFormat, type InspectEntry } from './io/tensor-file.js';
 export { CLIPTokenizer } from './io/clip-tokenizer.js';
 export { configureEngine, type Device, type EngineOptions } from './graph/session.js';
 export { VispromptError, FileFormatError, InputError } from './errors.js';
