@@ -17,10 +17,10 @@ export function tmpDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `vp-${tag}-`));
 }
 
-/** tiny-sd15, its ControlNet, a CLIP model, an Asyrp attribute network and a VCF aligner under one folder. */
+/** tiny-sd15, its ControlNet, a CLIP model, TAESD, LoRAs, IP-Adapters, an Asyrp attribute network and a VCF aligner under one folder. */
 export function modelsFolder(): string {
   const dir = tmpDir('models');
-  for (const m of ['tiny-sd15', 'tiny-controlnet-sd15', 'tiny-clip']) fs.symlinkSync(modelDir(m), path.join(dir, m));
+  for (const m of ['tiny-sd15', 'tiny-controlnet-sd15', 'tiny-clip', 'tiny-taesd', 'tiny-lora', 'tiny-ip-adapter']) fs.symlinkSync(modelDir(m), path.join(dir, m));
   const rnd = new NativeGaussian(9);
   const w = (shape: number[], s: number): { shape: number[]; data: Float32Array } => ({ shape, data: rnd.randn(shape).map((v) => v * s) });
   const c = 64, temb = 128;

@@ -42,7 +42,11 @@ test('contract: /openapi.json, sd-models with family, A1111 txt2img equals `visp
   assert.deepEqual(list.json.map((m: { title: string }) => m.title), ['tiny-sd15']);
   const all = await call('GET', '/api/models');
   const fam = Object.fromEntries(all.json.models.map((m: { name: string; family: string }) => [m.name, m.family]));
-  assert.deepEqual(fam, { 'tiny-sd15': 'sd1', 'tiny-controlnet-sd15': 'controlnet', 'tiny-clip': 'clip', 'aligner.safetensors': 'unknown', 'attributes/smile.safetensors': 'unknown' });
+  assert.deepEqual({ ...fam, 'tiny-lora/lora_kohya_sd15.safetensors': undefined }, {
+    ...fam, 'tiny-sd15': 'sd1', 'tiny-controlnet-sd15': 'controlnet', 'tiny-clip': 'clip', 'tiny-taesd': 'taesd', 'aligner.safetensors': 'unknown', 'attributes/smile.safetensors': 'unknown',
+    'tiny-lora/lora_kohya_sd15.safetensors': undefined,
+  });
+  assert.equal(all.json.models.find((m: { name: string }) => m.name === 'tiny-lora/lora_kohya_sd15.safetensors').kind, 'weights');
 
   const s = { prompt: 'a lighthouse at dusk', negative_prompt: 'blurry', steps: 3, cfg_scale: 6.5, width: 32, height: 24, seed: 4242, sampler_name: 'DDIM', batch_size: 1, n_iter: 1 };
   const r = await call('POST', '/sdapi/v1/txt2img', s);
@@ -68,6 +72,8 @@ test('every job kind over REST: generate (+ControlNet, previews), vary with ever
     ['generate', { ...small, prompt: 'a cat', numImages: 2, saveLatents: true, previewEvery: 1 }, /^image-0\.png,image-1\.png,latents\.safetensors$/],
     ['generate', { ...small, prompt: 'a cat', controlnet: ['tiny-controlnet-sd15'], controlImage: [dataUrl(REFERENCE_PNG)], controlScale: [0.5] }, /^image-0\.png$/],
     ['vary', { ...small, image, prompt: 'a cat' }, /^image-0\.png$/],
+    ['generate', { ...small, prompt: 'a cat', lora: ['tiny-lora/lora_kohya_sd15.safetensors:0.8'], vaeTiny: 'tiny-taesd', previewEvery: 1 }, /^image-0\.png$/],
+    ['vary', { ...small, image, prompt: 'a cat', ipAdapter: ['tiny-ip-adapter/ip-adapter_sd15.safetensors'], ipImage: [image], ipScale: [0.5], previewEvery: 1 }, /^image-0\.png$/],
     ['vary', { ...small, image, prompt: 'a cat', method: 'kv-concat' }, /^image-0\.png$/],
     ['vary', { ...small, image, prompt: 'a cat', method: 'kv-replace', startStep: 0 }, /^image-0\.png$/],
     ['vary', { ...small, image, prompt: 'a cat', method: 'style-aligned', guidanceMode: 'conflicting' }, /^image-0\.png$/],
@@ -99,6 +105,7 @@ test('every job kind over REST: generate (+ControlNet, previews), vary with ever
   }
   // The defaults are the CLI's, filled in and recorded.
   const v = (await call('GET', `/api/jobs/${ids[2]}`)).json;
+  assert.deepEqual(v.params.lora, []);
   assert.equal(v.params.method, 'indetail-ip');
   assert.equal(v.params.guidance, 7.5);
   assert.equal(v.params.noise, 'torch');
@@ -154,6 +161,8 @@ test('bad requests: each a 4xx with a message naming the field; the server keeps
   await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', stepz: 3 }), 400, /^stepz: is not a parameter/, 'unknown field');
   await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', model: '../tiny-sd15' }), 400, /^model: .*no absolute paths or "\.\."/, '../ in a model name');
   await expect(call('POST', '/api/jobs/edit', { model: 'tiny-sd15', image: 'a'.repeat(64), attribute: '../../etc/passwd' }), 400, /^attribute: /, '../ in a file name');
+  await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', lora: ['nope.safetensors:0.5'] }), 404, /^lora\[0\]: no model or file named "nope\.safetensors"/, 'unknown LoRA');
+  await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', lora: ['tiny-lora/lora_kohya_sd15.safetensors:much'] }), 400, /^lora\[0\] scale must be a number/, 'bad LoRA scale');
   await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', model: 'nope' }), 404, /^model: unknown model "nope" \(available: tiny-sd15\)/, 'unknown model');
   await expect(call('POST', '/api/jobs/vary', { ...small, prompt: 'x', image: 'f'.repeat(64) }), 404, /^image: no upload/, 'unknown upload');
   await expect(call('POST', '/api/uploads', Buffer.from('this is not a png'), { 'content-type': 'image/png' }), 400, /^image: not an image/, 'non-image upload');

@@ -11,11 +11,13 @@ import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import { Type } from 'typebox';
+import { Value } from 'typebox/value';
 import type { JobEvents, JobEvent } from './events.js';
 import { HttpError } from './http-error.js';
 import type { ModelCache, ModelEntry } from './models.js';
 import type { JobQueue } from './queue.js';
-import { checkControls } from './runner.js';
+import { checkControls, checkNames } from './runner.js';
+import { isUserError } from './execute.js';
 import {
   A1111Img2Img, A1111Txt2Img, ErrorResponse, IMAGE_FIELDS, JOB_KINDS, JOB_SCHEMAS, JobRecord, ModelInfo, UploadResponse,
   type A1111Img2ImgT, type A1111Txt2ImgT, type JobKind, type JobRecordT,
@@ -70,7 +72,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   // Errors: a JSON body naming the field; 5xx only for our own bugs (logged).
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    let status = err instanceof HttpError ? err.statusCode : err.statusCode ?? 500;
+    let status = err instanceof HttpError ? err.statusCode : isUserError(err) ? 400 : err.statusCode ?? 500;
     let message = err.message;
     if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (err instanceof SyntaxError && status === 400)) message = `body: not valid JSON (${err.message})`;
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') { status = 413; message = `body: request larger than the ${o.bodyLimit}-byte limit`; }
@@ -159,6 +161,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     }
     if (p.clip !== undefined) find(p.clip, 'clip', ['clip']);
     for (const f of ['attribute', 'aligner'] as const) if (typeof p[f] === 'string') o.models.file(p[f], f);
+    checkNames(o, p as Parameters<typeof checkNames>[1]);
     if (kind === 'inject' && p.gamma !== undefined && p.gammaRamp !== undefined) throw new HttpError(400, 'gamma: give gamma or gammaRamp, not both');
     for (const f of IMAGE_FIELDS[kind]) {
       const v = p[f];
@@ -252,8 +255,12 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     if (!(SCHEDULERS as readonly string[]).includes(s)) throw new HttpError(400, `sampler_name: ${JSON.stringify(name)} is not available (visprompt has: ${SCHEDULERS.join(', ')}; A1111's "DDIM" is ddim)`);
     return s;
   };
-  async function runSync(kind: JobKind, params: Record<string, unknown>, body: Record<string, unknown>): Promise<{ images: string[]; parameters: Record<string, unknown>; info: string }> {
-    const rec = await o.queue.submit(kind, params);
+  async function runSync(kind: JobKind, mapped: Record<string, unknown>, body: Record<string, unknown>): Promise<{ images: string[]; parameters: Record<string, unknown>; info: string }> {
+    // The mapped request gets the job schema's defaults and checks, as a request to /api/jobs would.
+    const params = Value.Default(JOB_SCHEMAS[kind], mapped) as Record<string, unknown>;
+    const bad = Value.Errors(JOB_SCHEMAS[kind], params)[0];
+    if (bad) throw new HttpError(400, `${bad.instancePath.replace(/^\//, '') || 'body'}: ${bad.message}`);
+    const rec = await o.queue.submit(kind, await prepare(kind, params));
     const done = await o.events.waitFor(rec.id, () => o.store.get(rec.id));
     if (done.status !== 'succeeded') {
       const status = done.status === 'canceled' ? 409 : done.errorType === 'input' ? 400 : done.errorType === 'timeout' ? 504 : 500;
@@ -264,18 +271,18 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   }
   const a1111Common = (b: A1111Txt2ImgT): Record<string, unknown> => ({
     model: a1111Model(b), prompt: b.prompt, negativePrompt: b.negative_prompt, steps: b.steps, guidance: b.cfg_scale, width: b.width, height: b.height,
-    numImages: b.batch_size * b.n_iter, ...(b.seed >= 0 ? { seed: b.seed } : {}), noise: 'torch', controlnet: [], controlImage: [], controlScale: [], saveLatents: false,
+    numImages: b.batch_size * b.n_iter, ...(b.seed >= 0 ? { seed: b.seed } : {}),
   });
   app.post('/sdapi/v1/txt2img', { schema: { summary: 'A1111 txt2img (runs a generate job and waits for it)', tags: ['a1111'], body: A1111Txt2Img } }, async (req) => {
     const b = req.body as A1111Txt2ImgT;
-    const params = { ...a1111Common(b), scheduler: a1111Sampler(b.sampler_name), eta: b.eta ?? 0, ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
-    return runSync('generate', await prepare('generate', params), b as unknown as Record<string, unknown>);
+    const params = { ...a1111Common(b), scheduler: a1111Sampler(b.sampler_name), ...(b.eta !== undefined ? { eta: b.eta } : {}), ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
+    return runSync('generate', params, b as unknown as Record<string, unknown>);
   });
   app.post('/sdapi/v1/img2img', { schema: { summary: 'A1111 img2img, mapped to an image-prompt variation (vary, InDetail-IP) of init_images[0]', tags: ['a1111'], body: A1111Img2Img } }, async (req) => {
     const b = req.body as A1111Img2ImgT;
     const image = (await o.uploads.store(base64Bytes(b.init_images[0]!, 'init_images[0]'), 'init_images[0]')).id;
-    const params = { ...a1111Common(b), image, scheduler: 'ddim', eta: 0, method: 'indetail-ip', lambdaP: 1, lambdaG: 1 };
-    return runSync('vary', await prepare('vary', params), { ...b, init_images: [`<${b.init_images.length} image(s)>`] });
+    const params = { ...a1111Common(b), image };
+    return runSync('vary', params, { ...b, init_images: [`<${b.init_images.length} image(s)>`] });
   });
   app.get('/sdapi/v1/sd-models', { schema: { summary: 'A1111 model list', tags: ['a1111'] } }, async () => sdModels().map((m) => ({
     title: m.name, model_name: m.name, hash: null, sha256: null, filename: m.name, config: null, family: m.family,

@@ -6,13 +6,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { openCheckpoint, type Checkpoint } from '../index.js';
+import { openCheckpoint, type Checkpoint, type LoraSpec } from '../index.js';
+import { useTinyVae } from '../components/vae-tiny.js';
 import { ControlNet, CLIPModel } from '../index.js';
 import { releaseSessions } from '../graph/session.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { HttpError } from './http-error.js';
 
-export type ModelKind = 'pipeline' | 'single-file' | 'controlnet' | 'clip' | 'weights';
+export type ModelKind = 'pipeline' | 'single-file' | 'controlnet' | 'clip' | 'image-encoder' | 'vae-tiny' | 'weights';
 export interface ModelEntry { name: string; kind: ModelKind; family: string; bytes: number }
 
 const readJson = (p: string): Record<string, unknown> | undefined => {
@@ -80,6 +81,8 @@ export function discoverModels(root: string): ModelEntry[] {
         if (index) out.push({ name, kind: 'pipeline', family: pipelineFamily(p), bytes: folderBytes(p) });
         else if (config?._class_name === 'ControlNetModel') out.push({ name, kind: 'controlnet', family: 'controlnet', bytes: folderBytes(p) });
         else if (config?.model_type === 'clip') out.push({ name, kind: 'clip', family: 'clip', bytes: folderBytes(p) });
+        else if (config?.model_type === 'clip_vision_model') out.push({ name, kind: 'image-encoder', family: 'clip', bytes: folderBytes(p) });
+        else if (config?._class_name === 'AutoencoderTiny') out.push({ name, kind: 'vae-tiny', family: 'taesd', bytes: folderBytes(p) });
         else if (config?._class_name === 'UNet2DModel') out.push({ name, kind: 'pipeline', family: 'ddpm', bytes: folderBytes(p) });
         else if (depth < 3) walk(p, depth + 1);
       } else if (st.isFile()) {
@@ -121,9 +124,21 @@ export class ModelCache {
 
   list(): ModelEntry[] { return discoverModels(this.root); }
 
-  checkpoint(name: string, field = 'model'): Checkpoint {
+  /** A checkpoint with its LoRAs merged and its tiny VAE attached (each combination is its own entry). */
+  checkpoint(name: string, field = 'model', o: { loras?: readonly LoraSpec[]; vaeTiny?: string } = {}): Checkpoint {
     const entry = this.entry(name, field, ['pipeline', 'single-file']);
-    return this.get(`ck:${entry.p}`, entry.bytes, () => openCheckpoint(entry.p));
+    const loras = o.loras ?? [];
+    const key = `ck:${entry.p}${loras.length ? `|lora=${JSON.stringify(loras)}` : ''}${o.vaeTiny ? `|tiny=${o.vaeTiny}` : ''}`;
+    return this.get(key, entry.bytes, () => {
+      const ck = openCheckpoint(entry.p, { loras });
+      if (o.vaeTiny) useTinyVae(ck, o.vaeTiny, 'vaeTiny');
+      return ck;
+    });
+  }
+
+  /** The path of a model of one of `kinds` (vae-tiny, image-encoder, weights, ...), or a 4xx naming `field`. */
+  path(name: string, field: string, kinds: ModelKind[]): string {
+    return this.entry(name, field, kinds).p;
   }
 
   controlnet(name: string, field = 'controlnet'): ControlNet {
@@ -169,7 +184,7 @@ export class ModelCache {
       if (e.key === keep) continue;
       this.entries.delete(e.key);
       total -= e.bytes;
-      const p = e.key.slice(e.key.indexOf(':') + 1);
+      const p = e.key.slice(e.key.indexOf(':') + 1).split('|')[0]!;
       await releaseSessions((k) => k.startsWith(`${p}#`) || k.startsWith(p));
     }
   }

@@ -19,6 +19,7 @@ import type { ModelCache } from './models.js';
 import type { Uploads } from './uploads.js';
 import type { EditParams, FuseParams, GenerateParams, InjectParams, InvertParams, JobKind, VaryParams } from './schemas.js';
 import { HttpError } from './http-error.js';
+import { parseLoraSpec, type Checkpoint, type IPAdapterInput } from '../index.js';
 import { writeFileAtomic } from './store.js';
 
 export interface RunContext {
@@ -62,6 +63,47 @@ async function controls(ctx: RunContext, p: { controlnet: string[]; controlImage
   return out;
 }
 
+/** The job's model with its LoRAs (`lora`: NAME[:SCALE] under --models) and tiny VAE. */
+export function openFor(ctx: Pick<RunContext, 'models'>, o: { model: string; lora?: string[]; vaeTiny?: string }): Checkpoint {
+  const loras = (o.lora ?? []).map((spec, j) => {
+    const l = parseLoraSpec(spec, `lora[${j}]`);
+    return { path: ctx.models.path(l.path, `lora[${j}]`, ['weights']), ...(l.scale !== undefined ? { scale: l.scale } : {}) };
+  });
+  const vaeTiny = o.vaeTiny ? ctx.models.path(o.vaeTiny, 'vaeTiny', ['vae-tiny']) : undefined;
+  return ctx.models.checkpoint(o.model, 'model', { loras, vaeTiny });
+}
+
+/** The names a job refers to under --models, checked without loading anything (a 4xx at submission). */
+export function checkNames(ctx: Pick<RunContext, 'models'>, o: { lora?: string[]; vaeTiny?: string; ipAdapter?: string[]; imageEncoder?: string; ipImage?: string[]; ipScale?: number[] }): void {
+  for (const [j, spec] of (o.lora ?? []).entries()) ctx.models.path(parseLoraSpec(spec, `lora[${j}]`).path, `lora[${j}]`, ['weights']);
+  if (o.vaeTiny) ctx.models.path(o.vaeTiny, 'vaeTiny', ['vae-tiny']);
+  for (const [j, a] of (o.ipAdapter ?? []).entries()) ctx.models.path(a, `ipAdapter[${j}]`, ['weights']);
+  if (o.imageEncoder) ctx.models.path(o.imageEncoder, 'imageEncoder', ['image-encoder', 'clip']);
+  const n = o.ipAdapter?.length ?? 0;
+  if ((o.ipImage?.length ?? 0) !== n) throw new HttpError(400, `ipImage: ${o.ipImage?.length ?? 0} images for ${n} ipAdapter entries (give one per IP-Adapter)`);
+  if (o.ipScale && o.ipScale.length !== 0 && o.ipScale.length !== n) throw new HttpError(400, `ipScale: ${o.ipScale.length} scales for ${n} ipAdapter entries (none, or one per IP-Adapter)`);
+  if (n === 0 && o.imageEncoder) throw new HttpError(400, 'imageEncoder: only used with ipAdapter');
+}
+
+async function ipAdaptersOf(ctx: RunContext, o: { ipAdapter: string[]; ipImage: string[]; ipScale: number[]; imageEncoder?: string }): Promise<{ ipAdapters: IPAdapterInput[]; imageEncoder?: string }> {
+  const ipAdapters: IPAdapterInput[] = [];
+  for (let j = 0; j < o.ipAdapter.length; j++) {
+    ipAdapters.push({ adapter: ctx.models.path(o.ipAdapter[j]!, `ipAdapter[${j}]`, ['weights']), image: await image(ctx, o.ipImage[j]!, `ipImage[${j}]`), scale: o.ipScale[j] ?? 1 });
+  }
+  return { ipAdapters, ...(o.imageEncoder ? { imageEncoder: ctx.models.path(o.imageEncoder, 'imageEncoder', ['image-encoder', 'clip']) } : {}) };
+}
+
+/** SDXL conditioning extras: WIDTHxHEIGHT -> [height, width], TOP,LEFT -> [top, left] (the CLI's flag syntax). */
+function conditioning(o: { prompt2?: string; negativePrompt2?: string; originalSize?: string; cropTopLeft?: string; targetSize?: string }): Record<string, unknown> {
+  const size = (v: string): [number, number] => { const [w, h] = v.toLowerCase().split('x').map(Number); return [h!, w!]; };
+  const micro = {
+    ...(o.originalSize ? { originalSize: size(o.originalSize) } : {}),
+    ...(o.cropTopLeft ? { cropTopLeft: o.cropTopLeft.split(',').map(Number) as [number, number] } : {}),
+    ...(o.targetSize ? { targetSize: size(o.targetSize) } : {}),
+  };
+  return { ...(o.prompt2 !== undefined ? { prompt2: o.prompt2 } : {}), ...(o.negativePrompt2 !== undefined ? { negativePrompt2: o.negativePrompt2 } : {}), micro };
+}
+
 /** The CLI's pairing rule for --controlnet / --control-image / --control-scale, as a 400. */
 export function checkControls(p: { controlnet: string[]; controlImage: string[]; controlScale: number[] }): void {
   const n = p.controlnet.length;
@@ -103,18 +145,19 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
   switch (kind) {
     case 'generate': {
       const o = params as GenerateParams;
-      const ck = ctx.models.checkpoint(o.model);
+      const ck = openFor(ctx, o);
       if (!ck.isPixelSpace() && o.prompt === undefined) throw new HttpError(400, 'prompt: required for text-conditioned models');
       if (ck.isPixelSpace() && o.prompt !== undefined) onWarning('this is an unconditional pixel-space model: prompt is ignored');
       const s = seedOf(o.seed);
       const r = await textToImage(ck, {
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
-        numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), scheduler: o.scheduler as string, eta: o.eta, clipSkip: o.clipSkip,
-        controls: await controls(ctx, o), ...(o.previewEvery ? { preview: { every: o.previewEvery } } : {}), ...ctl,
+        numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), scheduler: o.scheduler as string | undefined, timestepSpacing: o.timestepSpacing as never,
+        eta: o.eta, clipSkip: o.clipSkip, ...conditioning(o), controls: await controls(ctx, o), ...(await ipAdaptersOf(ctx, o)),
+        ...(o.previewEvery ? { preview: { every: o.previewEvery, decoder: o.vaeTiny ? ck.autoencoder() : undefined } } : {}), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: String(s), noise: o.noise,
-        scheduler: o.scheduler, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
+        scheduler: o.scheduler ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model,
       }, warnings);
       return { files, seed: String(s), warnings };
     }
@@ -126,12 +169,14 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
         lambdaP: o.lambdaP, lambdaG: o.lambdaG, tAlign: o.tAlign, startStep: o.startStep, startLayer: o.startLayer, controlnet: cs.length > 0,
       });
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
-      const ck = ctx.models.checkpoint(o.model);
+      if (o.scheduler !== undefined && o.scheduler !== 'ddim') throw new HttpError(400, `scheduler: vary samples with ddim only (as its method's official code); omit scheduler or pass ddim`);
+      const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const r = await vary(ck, {
         reference: await image(ctx, o.image, 'image'), method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt,
         steps: o.steps, guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height, noise: createNoise(o.noise as NoiseKind, s),
-        controls: cs, controlUncondSteps: o.controlUncondSteps, onWarning, ...ctl,
+        controls: cs, controlUncondSteps: o.controlUncondSteps, ...conditioning(o), ...(await ipAdaptersOf(ctx, o)), onWarning,
+        ...(o.previewEvery ? { preview: { every: o.previewEvery, decoder: o.vaeTiny ? ck.autoencoder() : undefined } } : {}), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt, inversion_prompt: o.inversionPrompt ?? prompt,
@@ -141,8 +186,9 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
     }
     case 'invert': {
       const o = params as InvertParams;
-      const ck = ctx.models.checkpoint(o.model);
-      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, steps: o.steps, width: o.width, height: o.height, ...ctl });
+      const ck = openFor(ctx, o);
+      const { prompt2, micro } = conditioning(o) as { prompt2?: string; micro: never };
+      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, width: o.width, height: o.height, ...ctl });
       const chain = concatRows(inv.chain);
       const file = writeTensors(ctx, 'chain.safetensors', { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       return { files: [file], warnings };
@@ -163,7 +209,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
     }
     case 'edit': {
       const o = params as EditParams;
-      const ck = ctx.models.checkpoint(o.model);
+      const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const r = await edit(ck, {
         image: await image(ctx, o.image, 'image'), attribute: ctx.models.file(o.attribute, 'attribute'), prompt: o.prompt, steps: o.steps, strength: o.strength,
@@ -174,13 +220,13 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
     }
     case 'fuse': {
       const o = params as FuseParams;
-      const ck = ctx.models.checkpoint(o.model);
+      const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const r = await fuseGenerate(ck, {
         aligner: ctx.models.file(o.aligner, 'aligner'), reference: await image(ctx, o.image, 'image'), prompt: o.prompt, negativePrompt: o.negativePrompt,
         fusion: o.fusion as FuseParams['fusion'] & ('concat' | 'average' | 'cross-attention'), steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), pnoSteps: o.pnoSteps, pnoLr: o.pnoLr,
-        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), ...ctl,
+        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), ...conditioning(o), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         method: 'visual-concept-fusion', fusion: o.fusion, aligner: o.aligner, reference: o.image, prompt: o.prompt, negative_prompt: o.negativePrompt ?? '',

@@ -8,6 +8,7 @@ import { Type, type Static } from 'typebox';
 import { FUSIONS, GUIDANCE_MODES, METHOD_NAMES } from '../index.js';
 import { NOISE_KINDS } from '../noise/gaussian.js';
 import { SCHEDULERS } from '../schedulers/index.js';
+import { TIMESTEP_SPACINGS } from '../schedulers/scheduler-config.js';
 
 const literals = <T extends string>(values: readonly T[], o: { description: string; default?: T }) => Type.Enum([...values], o);
 
@@ -26,6 +27,19 @@ const Seed = Type.Union([Type.Integer(), Type.String({ pattern: '^-?\\d+$' })], 
 const Size = (what: string) => Type.Integer({ minimum: 8, maximum: 4096, description: `image ${what} in pixels (multiple of the VAE factor; default: the model's native size)` });
 const Steps = (description: string, dflt: number) => Type.Integer({ minimum: 1, maximum: 1000, default: dflt, description });
 
+/** LoRAs merged into the model when it is opened (every kind that samples with it). */
+const adapters = {
+  lora: Type.Array(Type.String({ minLength: 1, maxLength: 600, description: 'NAME[:SCALE]' }), {
+    default: [], maxItems: 16, description: 'LoRA files under --models with their scale (NAME[:SCALE], default scale 1); the terms add up',
+  }),
+};
+/** SDXL's micro-conditioning (other families ignore it). */
+const micro = {
+  originalSize: Type.Optional(Type.String({ pattern: '^\\d+[xX]\\d+$', description: 'SDXL micro-conditioning original_size, WIDTHxHEIGHT (default: the image size)' })),
+  cropTopLeft: Type.Optional(Type.String({ pattern: '^\\d+,\\d+$', description: 'SDXL micro-conditioning crops_coords_top_left, TOP,LEFT (default: 0,0)' })),
+  targetSize: Type.Optional(Type.String({ pattern: '^\\d+[xX]\\d+$', description: 'SDXL micro-conditioning target_size, WIDTHxHEIGHT (default: the image size)' })),
+};
+
 /** Output options every sampling job shares. */
 const outputs = {
   saveLatents: Type.Boolean({ default: false, description: 'also write the final latents (latents.safetensors, key "latents")' }),
@@ -42,13 +56,28 @@ const sampling = {
   numImages: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'images to generate' }),
   seed: Type.Optional(Seed),
   noise: literals(NOISE_KINDS, { default: 'torch', description: 'initial-noise generator: torch (bit-exact torch.randn on CPU, as diffusers) or native' }),
-  scheduler: literals(SCHEDULERS, { default: 'ddim', description: 'scheduler' }),
+  scheduler: Type.Optional(literals(SCHEDULERS, { description: 'sampler (default: the class the model\'s scheduler_config.json names, as diffusers loads it; vary and fuse sample with ddim)' })),
+  timestepSpacing: Type.Optional(literals(TIMESTEP_SPACINGS, { description: 'override the scheduler config\'s timestep_spacing' })),
   eta: Type.Number({ minimum: 0, default: 0, description: 'DDIM eta (0: deterministic)' }),
   controlnet: Type.Array(ModelName, { default: [], maxItems: 8, description: 'ControlNets under --models (paired with controlImage by position)' }),
   controlImage: Type.Array(ImageRef, { default: [], maxItems: 8, description: 'condition image for the ControlNet at the same position (depth map, edges, ...)' }),
   controlScale: Type.Array(Type.Number(), { default: [], maxItems: 8, description: 'conditioning scale of the ControlNet at the same position (default 1)' }),
+  vaeTiny: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'a tiny VAE (TAESD folder) under --models: decode (and encode references) with it instead of the model\'s VAE' })),
+  prompt2: Type.Optional(Type.String({ maxLength: 4000, description: 'SDXL: prompt for the second text encoder (default: prompt)' })),
+  negativePrompt2: Type.Optional(Type.String({ maxLength: 4000, description: 'SDXL: negative prompt for the second text encoder (default: negativePrompt)' })),
+  ...micro,
+  ...adapters,
   ...outputs,
 };
+
+/** IP-Adapters (generate and vary). */
+const ipAdapters = {
+  ipAdapter: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { default: [], maxItems: 8, description: 'IP-Adapter weights (.safetensors) under --models, paired with ipImage by position' }),
+  ipImage: Type.Array(ImageRef, { default: [], maxItems: 8, description: 'image prompt for the IP-Adapter at the same position' }),
+  ipScale: Type.Array(Type.Number(), { default: [], maxItems: 8, description: 'scale of the IP-Adapter at the same position (default 1; 0 switches it off)' }),
+  imageEncoder: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'CLIP image encoder folder under --models for the IP-Adapters (default: the model\'s image_encoder/)' })),
+};
+const previewEvery = Type.Optional(Type.Integer({ minimum: 1, description: 'every n steps send a preview of the predicted final image (tiny VAE with vaeTiny, else a latent-size linear approximation) in the job\'s progress events' }));
 
 /** Parameters of the h-space commands (inject, edit). */
 const hspace = {
@@ -57,6 +86,8 @@ const hspace = {
   steps: Steps('DDIM steps (inversion and generation)', 50),
   seed: Type.Optional(Seed),
   noise: literals(NOISE_KINDS, { default: 'torch', description: 'noise generator: torch or native' }),
+  vaeTiny: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'a tiny VAE (TAESD folder) under --models: encode and decode with it instead of the model\'s VAE' })),
+  ...adapters,
   ...outputs,
 };
 
@@ -66,7 +97,8 @@ export const GenerateRequest = Type.Object({
   ...sampling,
   prompt: Type.Optional(Type.String({ maxLength: 4000, description: 'the prompt (required for text-conditioned models)' })),
   clipSkip: Type.Optional(Type.Integer({ minimum: 0, description: 'text encoder layers to skip (diffusers clip_skip)' })),
-  previewEvery: Type.Optional(Type.Integer({ minimum: 1, description: 'every n steps send a preview of the predicted final image in the job\'s progress events' })),
+  previewEvery,
+  ...ipAdapters,
 }, { ...strict, description: 'text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)' });
 
 export const VaryRequest = Type.Object({
@@ -83,6 +115,8 @@ export const VaryRequest = Type.Object({
   startStep: Type.Optional(Type.Integer({ minimum: 0, description: 'kv-replace (MasaCtrl): first step that replaces K/V' })),
   startLayer: Type.Optional(Type.Integer({ minimum: 0, description: 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V' })),
   controlUncondSteps: Type.Optional(Type.Integer({ minimum: 0, description: 'with controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)' })),
+  previewEvery,
+  ...ipAdapters,
 }, { ...strict, description: 'generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (inversionPrompt "")' });
 
 export const InvertRequest = Type.Object({
@@ -92,6 +126,11 @@ export const InvertRequest = Type.Object({
   steps: Steps('inversion steps', 50),
   width: Type.Optional(Size('width (resize first)')),
   height: Type.Optional(Size('height (resize first)')),
+  prompt2: Type.Optional(Type.String({ maxLength: 4000, description: 'SDXL: inversion prompt for the second text encoder (default: prompt)' })),
+  scheduler: Type.Optional(literals(['ddim'], { description: 'inversion is DDIM inversion (DDIMInverseScheduler): ddim only' })),
+  vaeTiny: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'a tiny VAE (TAESD folder) under --models: encode the image with it instead of the model\'s VAE' })),
+  ...micro,
+  ...adapters,
 }, { ...strict, description: 'DDIM inversion of an image: writes the chain z_0 .. z_N (chain.safetensors, key "chain", [N+1, 1, C, h, w])' });
 
 export const InjectRequest = Type.Object({
@@ -150,7 +189,7 @@ export interface JobParamsByKind {
 }
 /** Which parameters hold images (uploads), per kind: they are stored once under --data/uploads. */
 export const IMAGE_FIELDS: Record<JobKind, readonly string[]> = {
-  generate: ['controlImage'], vary: ['image', 'controlImage'], invert: ['image'], inject: ['image', 'content', 'mask'], edit: ['image'], fuse: ['image', 'controlImage'],
+  generate: ['controlImage', 'ipImage'], vary: ['image', 'controlImage', 'ipImage'], invert: ['image'], inject: ['image', 'content', 'mask'], edit: ['image'], fuse: ['image', 'controlImage'],
 };
 
 // ---- Responses ----
@@ -189,7 +228,7 @@ export type JobRecordT = Static<typeof JobRecord>;
 
 export const ModelInfo = Type.Object({
   name: Type.String({ description: 'the name jobs use (path relative to --models)' }),
-  kind: literals(['pipeline', 'single-file', 'controlnet', 'clip', 'weights'] as const, { description: 'what the entry is' }),
+  kind: literals(['pipeline', 'single-file', 'controlnet', 'clip', 'image-encoder', 'vae-tiny', 'weights'] as const, { description: 'what the entry is' }),
   family: Type.String({ description: 'sd1, sd2, sdxl, ddpm, controlnet, clip or unknown' }),
   bytes: Type.Integer(),
 });
