@@ -12,6 +12,8 @@ import { meta, SCHEDULER_GOLDENS, sd15Scheduler } from './scheduler-goldens.js';
 
 const f = Math.fround;
 
+const EXACT = new Set(['euler_leading', 'euler_trailing', 'euler_ancestral', 'pndm', 'heun', 'lcm', 'ddpm']);
+
 function relErr(a: Float32Array, b: Float32Array): { abs: number; rel: number } {
   let abs = 0, scale = 0;
   for (let i = 0; i < a.length; i++) { abs = Math.max(abs, Math.abs(a[i]! - b[i]!)); scale = Math.max(scale, Math.abs(b[i]!)); }
@@ -72,6 +74,11 @@ for (const file of Object.keys(SCHEDULER_GOLDENS)) {
     assert.deepEqual([...p.timesteps], m.pipeline.unet_timesteps, 'pipeline timesteps (UNet calls)');
     const stored = runTrajectory(file, 'stored');
     const replay = m.stochastic ? runTrajectory(file, 'torch') : stored;
+    // bit for bit where diffusers' arithmetic is plain float32; DPM-Solver / UniPC scalars go through
+    // log / exp / expm1 (glibc's float functions differ from correctly rounded ones by 1 ulp at times) and
+    // LMS integrates with scipy quad: ~1e-7 relative there
+    const bound = EXACT.has(file) ? 0 : 1e-6;
+    assert.ok(stored.worst <= bound && replay.worst <= bound, `${file}: max relative error ${Math.max(stored.worst, replay.worst)} > ${bound}`);
     console.log(`${file}: trajectory max relative error ${stored.worst.toExponential(2)} (stored noise), ${replay.worst.toExponential(2)} (torch generator)`);
   });
 }

@@ -144,7 +144,7 @@ export class DPMSolverMultistepScheduler implements Sampler {
         const a = f(t.sigmaT / s0.sigmaT), b = f(t.alpha * em1);
         const c = this.solverType === 'midpoint' ? f(0.5 * b) : f(t.alpha * f(f(em1 / h) + 1));
         for (let k = 0; k < n; k++) {
-          const y = f(a * x[k]!) - f(b * m0[k]!);
+          const y = f(f(a * x[k]!) - f(b * m0[k]!));
           out[k] = this.solverType === 'midpoint' ? y - f(c * D1_0[k]!) : y + f(c * D1_0[k]!);
         }
       } else {

@@ -159,7 +159,7 @@ export class UniPCMultistepScheduler implements Sampler {
     const c1 = f(t.sigmaT / s0.sigmaT), c2 = f(t.alpha * hPhi1), c3 = f(t.alpha * Bh);
     const n = x.length, out = new Float32Array(n);
     for (let q = 0; q < n; q++) {
-      const xt = f(c1 * x[q]!) - f(c2 * m0[q]!);
+      const xt = f(f(c1 * x[q]!) - f(c2 * m0[q]!));
       out[q] = D1s.length > 0 ? xt - f(c3 * contract(rhos, D1s, q)) : xt - f(c3 * 0);
     }
     return out;
@@ -184,7 +184,7 @@ export class UniPCMultistepScheduler implements Sampler {
     const rLast = f(rhos[rhos.length - 1]!);
     const n = last.length, out = new Float32Array(n);
     for (let q = 0; q < n; q++) {
-      const xt = f(c1 * last[q]!) - f(c2 * m0[q]!);
+      const xt = f(f(c1 * last[q]!) - f(c2 * m0[q]!));
       const corr = D1s.length > 0 ? contract(rhos, D1s, q) : 0;
       out[q] = xt - f(c3 * f(corr + f(rLast * f(modelT[q]! - m0[q]!))));
     }
