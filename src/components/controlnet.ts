@@ -13,6 +13,7 @@ import { Config } from '../io/config.js';
 import type { RGBImage } from '../io/image.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { openComponentWeights, WeightsView } from '../io/weights.js';
+import { isOriginalControlNetFile, openOriginalControlNet } from '../io/original-controlnet.js';
 import { controlNetConfig, controlNetModel, type ControlNetConfig } from '../models/controlnet.js';
 import type { UNetHooks } from '../models/hooks.js';
 import type { DenoiserInputs } from '../models/unet2d-condition.js';
@@ -24,6 +25,11 @@ export class ControlNet {
 
   static open(dir: string): ControlNet {
     if (!fs.existsSync(dir)) throw new InputError(`ControlNet path not found: ${dir}`);
+    // A single file in the original (lllyasviel) layout, .pth or .safetensors: keys mapped, config inferred.
+    if (isOriginalControlNetFile(dir)) {
+      const { config, weights } = openOriginalControlNet(dir);
+      return new ControlNet(controlNetConfig(config), new WeightsView(weights), path.resolve(dir));
+    }
     const folder = fs.statSync(dir).isDirectory() ? dir : path.dirname(dir);
     const cfg = controlNetConfig(Config.read(path.join(folder, 'config.json')));
     return new ControlNet(cfg, new WeightsView(openComponentWeights(folder)), folder);
