@@ -15,6 +15,7 @@ import { registerTrainCommands } from './commands/train.js';
 import { registerFuseCommand } from './commands/fuse.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerServeCommands } from './commands/serve.js';
+import { registerEvalCommand } from './commands/eval.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -61,6 +62,7 @@ registerTrainCommands(program, globals);
 registerFuseCommand(program, globals);
 registerInspectCommand(program);
 registerServeCommands(program, globals);
+registerEvalCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
   if (['generate', 'vary', 'invert', 'inject', 'edit', 'fuse'].includes(cmd.name())) {
