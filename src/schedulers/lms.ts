@@ -2,29 +2,47 @@
  * diffusers' LMSDiscreteScheduler: linear multistep on the probability-flow ODE in sigma,
  * x_{i+1} = x_i + sum_j c_j d_{i-j}, d = (x - x0) / sigma, order min(i + 1, 4). c_j is the integral
  * from sigma_i to sigma_{i+1} of the Lagrange basis polynomial through the last `order` sigmas.
- * diffusers integrates it numerically (scipy quad, epsrel 1e-4); here it is integrated exactly
- * (Gauss-Legendre, exact for these degree <= 3 polynomials), which agrees to ~1e-7 relative.
+ * diffusers integrates it with scipy.integrate.quad (QUADPACK qags, epsrel 1e-4) on an integrand that
+ * torch evaluates in float32. For these cubic-or-lower polynomials qags stops after its first 21-point
+ * Gauss-Kronrod rule, so that rule, with the same float32 integrand and float64 sums, reproduces
+ * diffusers' coefficients to the last bit (the exact integral differs from them by ~1e-7 relative).
  */
 import { KDiffusionScheduler, predictX0, type KDiffusionOptions } from './k-diffusion.js';
 import { type SchedulerStepOptions, type SchedulerStepResult } from './sampler.js';
 
 const f = Math.fround;
 
-// 3-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 5.
-const GL_X = [-Math.sqrt(3 / 5), 0, Math.sqrt(3 / 5)];
-const GL_W = [5 / 9, 8 / 9, 5 / 9];
+// QUADPACK dqk21: Kronrod abscissae (xgk[1], xgk[3], ... are the 10-point Gauss nodes) and weights on [-1, 1].
+const XGK = [0.995657163025808080735527280689003, 0.973906528517171720077964012084452, 0.930157491355708226001207180059508, 0.865063366688984510732096688423493,
+  0.780817726586416897063717578345042, 0.679409568299024406234327365114874, 0.562757134668604683339000099272694, 0.433395394129247190799265943165784,
+  0.294392862701460198131126603103866, 0.148874338981631210884826001129720, 0];
+const WGK = [0.011694638867371874278064396062192, 0.032558162307964727478818972459390, 0.054755896574351996031381300244580, 0.075039674810919952767043140916190,
+  0.093125454583697605535065465083366, 0.109387158802297641899210590325805, 0.123491976262065851077958109831074, 0.134709217311473325928054001771707,
+  0.142775938577060080797094273138717, 0.147739104901338491374841515972068, 0.149445554002916905664936468389821];
 
-/** Integral over [a, b] of the Lagrange basis polynomial of node `j` through `nodes` (float64). */
-export function lagrangeBasisIntegral(nodes: readonly number[], j: number, a: number, b: number): number {
-  const half = (b - a) / 2, mid = (a + b) / 2;
-  let sum = 0;
-  for (let q = 0; q < GL_X.length; q++) {
-    const tau = mid + half * GL_X[q]!;
-    let prod = 1;
-    for (let k = 0; k < nodes.length; k++) if (k !== j) prod *= (tau - nodes[k]!) / (nodes[j]! - nodes[k]!);
-    sum += GL_W[q]! * prod;
+/** QUADPACK's 21-point Gauss-Kronrod rule over [a, b] (dqk21's result, its summation order). */
+export function gaussKronrod21(fn: (x: number) => number, a: number, b: number): number {
+  const centr = 0.5 * (a + b), hlgth = 0.5 * (b - a);
+  let resk = WGK[10]! * fn(centr);
+  for (const j of [1, 3, 5, 7, 9, 0, 2, 4, 6, 8]) { // the Gauss nodes first, then the Kronrod ones (1-based jtw, then jtwm1)
+    const absc = hlgth * XGK[j]!;
+    resk += WGK[j]! * (fn(centr - absc) + fn(centr + absc));
   }
-  return sum * half;
+  return resk * hlgth;
+}
+
+/**
+ * diffusers' lms_derivative integrated like scipy quad: the Lagrange basis polynomial of node `j`
+ * through `nodes` (float32 sigmas), evaluated as torch does: float32(tau) and float32 ops.
+ */
+export function lagrangeBasisIntegral(nodes: readonly number[], j: number, a: number, b: number): number {
+  const basis = (tau: number): number => {
+    let prod = 1;
+    const t = f(tau);
+    for (let k = 0; k < nodes.length; k++) if (k !== j) prod = f(prod * f(f(t - nodes[k]!) / f(nodes[j]! - nodes[k]!)));
+    return prod;
+  };
+  return gaussKronrod21(basis, a, b);
 }
 
 export class LMSDiscreteScheduler extends KDiffusionScheduler {
