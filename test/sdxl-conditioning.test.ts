@@ -64,3 +64,12 @@ test('a UNet whose added-conditioning size disagrees with the text encoders: one
   (unet.config as { addition: unknown }).addition = { ...addition, inputDim: 88 };
   assert.throws(() => ck.conditioner(), (e: Error) => e instanceof FileFormatError && /expects pooled text of 40 values .* but the text encoders give 32/.test(e.message) && !e.message.includes('\n'));
 });
+
+test('micro-conditioning flags: WxH -> [h, w], TOP,LEFT -> [top, left]; bad values name the flag', async () => {
+  const { sizeFlag, cropFlag, conditioningFrom } = await import('../src/cli/conditioning-flags.js');
+  assert.deepEqual(sizeFlag('--original-size')('1024x768'), [768, 1024]);
+  assert.deepEqual(cropFlag('48,16'), [48, 16]);
+  assert.throws(() => sizeFlag('--target-size')('1024'), /--target-size must be WIDTHxHEIGHT in pixels \(e\.g\. 1024x1024\), got "1024"/);
+  assert.throws(() => cropFlag('a,b'), /--crop-top-left must be TOP,LEFT/);
+  assert.deepEqual(conditioningFrom({ originalSize: [768, 1024] }).micro, { originalSize: [768, 1024] });
+});
