@@ -15,8 +15,8 @@ import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
 import { addConditioningFlags, addMicroConditioningFlags, conditioningFrom, microFrom, type ConditioningFlags } from '../conditioning-flags.js';
-import { PreviewWriter } from '../previews.js';
 import { addIPAdapterFlags, ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { PreviewWriter } from '../previews.js';
 
 export interface SamplingFlags extends ConditioningFlags {
   model: string;
@@ -78,8 +78,11 @@ export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidan
 }
 
 /** Commands whose methods sample with DDIM only (their official code does): any other --scheduler is an error. */
-export function requireDdim(o: { scheduler?: string; timestepSpacing?: string }, command: string): void {
+export function requireDdim(o: { scheduler?: string; timestepSpacing?: string; eta?: number }, command: string): void {
   if (o.scheduler !== undefined && o.scheduler !== 'ddim') throw new InputError(`--scheduler ${o.scheduler}: ${command} samples with ddim only (as its method's official code); omit --scheduler or pass ddim`);
+  // Accepted by the shared sampling flags but not used by these pipelines: refuse rather than ignore.
+  if (o.timestepSpacing !== undefined) throw new InputError(`--timestep-spacing ${o.timestepSpacing}: ${command} samples on the model's own DDIM timesteps; omit --timestep-spacing`);
+  if (o.eta !== undefined && o.eta !== 0) throw new InputError(`--eta ${o.eta}: ${command} samples with DDIM eta 0 (as its method's official code); omit --eta`);
 }
 
 export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { seed: number | bigint; noise: ReturnType<typeof createNoise> } {
