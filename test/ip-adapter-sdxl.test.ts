@@ -55,3 +55,11 @@ test('StableDiffusionXLPipeline + IP-Adapter parity (Euler, 4 steps, CFG 5; imag
   steps.forEach((l, i) => close(l, gold[`step_${i}.latents_after`]!, 1e-4, `step ${i}`));
   console.log(`ip-adapter sdxl pipeline: final latents ${close(r.latents, gold.final_latents!, 1e-4, 'final latents').toExponential(1)}`);
 });
+
+test('--image-encoder takes a whole CLIPModel folder too (its vision tower + visual_projection): image_embeds = CLIP image features', async () => {
+  const gold = golden('tiny-clip', 'clip');
+  const encoder = openImageEncoder(modelDir('tiny-clip'));
+  const pixels = gold.pixel_values!;
+  const r = await encoder.encodePixels(pixels);
+  close(r.imageEmbeds, gold.image_embeds!, 2e-5, 'CLIPModel image features as image_embeds');
+});

@@ -17,6 +17,7 @@ import { CLIPImageProcessor } from '../../io/clip-image-processor.js';
 import { Config } from '../../io/config.js';
 import type { RGBImage } from '../../io/image.js';
 import { openComponentWeights, WeightsView } from '../../io/weights.js';
+import { clipModelConfig } from '../../components/clip-model.js';
 import { clipVisionConfig, type CLIPVisionConfig } from '../../models/clip.js';
 import { concatRows, rows, type Tensor } from '../../tensor.js';
 import { checkAdapterFits, crossAttentionOrder, ipAdapterFeeds, ipAdapterVariant, type IPAdapterTokens, type IPRow } from './decoupled-attention.js';
@@ -48,15 +49,17 @@ function modelImageProcessor(ck: Checkpoint): CLIPImageProcessor | undefined {
  * otherwise as diffusers' load_ip_adapter does: CLIPImageProcessor(size = crop_size = the encoder's image_size).
  */
 export function openImageEncoder(dir: string, ck?: Checkpoint): ImageEncoder {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`--image-encoder must be a folder with config.json and model.safetensors (a CLIPVisionModelWithProjection), got ${dir}`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`--image-encoder must be a folder with config.json and model.safetensors (a CLIPVisionModelWithProjection or CLIPModel), got ${dir}`);
   const configFile = path.join(dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new FileFormatError(configFile, 'no config.json: not a CLIP image encoder folder');
   const id = `image-encoder:${path.resolve(dir)}`;
   let enc = encoderFolders.get(id);
   if (!enc) {
     const raw = Config.read(configFile);
-    if (raw.raw.vision_config !== undefined) throw new FileFormatError(configFile, 'a CLIPModel config (text and vision towers); --image-encoder needs a CLIPVisionModelWithProjection folder (e.g. h94/IP-Adapter models/image_encoder)', 'vision_config');
-    enc = { config: clipVisionConfig(raw), weights: new WeightsView(openComponentWeights(dir)) };
+    // A whole CLIPModel folder serves too, as transformers' CLIPVisionModelWithProjection.from_pretrained reads
+    // one: its vision tower and visual_projection carry the same weight names.
+    const config = raw.raw.vision_config !== undefined || raw.raw.model_type === 'clip' ? clipModelConfig(raw).vision : clipVisionConfig(raw);
+    enc = { config, weights: new WeightsView(openComponentWeights(dir)) };
     encoderFolders.set(id, enc);
   }
   const size = enc.config.imageSize;
