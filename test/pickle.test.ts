@@ -27,6 +27,7 @@ const DIR = path.join(FIXTURES, 'models', 'tiny-pickles');
 const GOLD = path.join(FIXTURES, 'goldens', 'tiny-pickles');
 const BIN = path.resolve(FIXTURES, '../../dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-pickle-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 const TORCH2ST: Record<string, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL' };
 
 interface GoldTensor {

@@ -106,6 +106,7 @@ const opcodeStream: fc.Arbitrary<Uint8Array> = fc.array(opcodeChunk, { maxLength
 // Seeds (small valid files, made once per process)
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-fuzz-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 let counter = 0;
 function tmpFile(bytes: Uint8Array, ext: string): string {
   const p = path.join(tmp, `in-${process.pid}-${counter++ % 4}${ext}`);
