@@ -59,7 +59,7 @@ import { toOnnx } from '../src/graph/onnx.js';
 import { CLIPModel } from '../src/components/clip-model.js';
 import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
 import { Config, type Json } from '../src/io/config.js';
-import { WeightsView } from '../src/io/weights.js';
+import { openComponentWeights, WeightsView } from '../src/io/weights.js';
 import { autoencoderConfig, vaeDecode } from '../src/models/autoencoder-kl.js';
 import { autoencoderTinyConfig, tinyDecode } from '../src/models/autoencoder-tiny.js';
 import { TAESD_CONFIG, taesdWeightTable } from './taesd-weights.js';
@@ -134,6 +134,26 @@ const SD15_TEXT: Record<string, Json> = {
   projection_dim: 768,
 };
 
+/** unet/config.json of stable-diffusion-xl-base-1.0 (2.6 B parameters). */
+const SDXL_UNET: Record<string, Json> = {
+  _class_name: 'UNet2DConditionModel',
+  addition_embed_type: 'text_time',
+  addition_time_embed_dim: 256,
+  attention_head_dim: [5, 10, 20],
+  block_out_channels: [320, 640, 1280],
+  cross_attention_dim: 2048,
+  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+  in_channels: 4,
+  layers_per_block: 2,
+  norm_num_groups: 32,
+  out_channels: 4,
+  projection_class_embeddings_input_dim: 2816,
+  sample_size: 128,
+  transformer_layers_per_block: [1, 2, 10],
+  up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
+  use_linear_projection: true,
+};
+
 /** diffusers' ControlNetModel config of the SD 1.5 ControlNets (lllyasviel/sd-controlnet-*): the UNet's encoder. */
 const SD15_CONTROLNET: Record<string, Json> = {
   ...Object.fromEntries(Object.entries(SD15_UNET).filter(([k]) => !['_class_name', 'out_channels', 'sample_size', 'up_block_types'].includes(k))),
@@ -169,7 +189,9 @@ const CONTRACT = ['matmul_ceiling', 'unet_step', 'vae_decode', 'text_encode'] as
 const WHOLE = ['pipeline_t2i', 'vary_step_ratio', 'controlnet_step_ratio', 'taesd_decode_ratio'] as const;
 const FILES = ['pipeline_t2i_disk', 'pno_iteration'] as const;
 const TINY = ['tiny_sd15_t2i', 'tiny_sd21_t2i'] as const;
-const MEASURES: readonly string[] = [...CONTRACT, ...WHOLE, ...FILES, ...TINY];
+/** SDXL at twice the latent size of --size (default 128 = 1024x1024): heavy, about 10 GiB of weights. */
+const SDXL = ['unet_step_sdxl'] as const;
+const MEASURES: readonly string[] = [...CONTRACT, ...WHOLE, ...FILES, ...TINY, ...SDXL];
 
 /** Targets of the issue for the measures that compare with something else than the PyTorch yardstick (judged at --size 64). */
 const RATIO_TARGET: Record<string, number> = { pipeline_t2i: 1.3, pipeline_t2i_disk: 1.3, vary_step_ratio: 1.5 };
@@ -558,6 +580,42 @@ function unetBench(opts: Options): GraphBench {
     mustRead: [{ source: rw, prefix: '' }],
     build: () => unetGraph(cfg, new WeightsView(rw), b, s), // the plain (variant-free) UNet
     feeds: unetFeeds(cfg, b, s),
+  };
+}
+
+/**
+ * SDXL UNet CFG step (batch 2) at latent 2 x --size (128 = 1024x1024 px by default), random weights.
+ * The 10 GiB of weights are streamed to a temporary F32 .safetensors file and read by ONNX Runtime from
+ * there (as from a real checkpoint), so the process holds one copy (ORT's), not two.
+ */
+function unetSdxlBench(opts: Options): { bench: GraphBench; cleanup: () => void } {
+  const cfg = unetConfig(new Config('SDXL unet/config.json (bench)', SDXL_UNET));
+  const s = opts.size * 2, b = 2;
+  const pooled = cfg.addition!.inputDim - 6 * cfg.addition!.timeEmbedDim;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-bench-sdxl-'));
+  log(`unet_step_sdxl: writing random weights to ${dir}`);
+  writeRandomSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), unetWeightTable(cfg));
+  const weights = new WeightsView(openComponentWeights(dir));
+  const px = s * 8;
+  return {
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+    bench: {
+      measure: 'unet_step_sdxl', key: `bench-unet-sdxl:${s}`, sources: [], runs: opts.runs ?? 1, size: s,
+      build: () => {
+        const g = new ShapeGraph('unet');
+        const x = g.input('sample', [b, cfg.inChannels, s, s]);
+        const t = g.input('timestep', [b]);
+        const c = g.input('encoder_hidden_states', [b, 77, cfg.crossAttentionDim]);
+        const addedCond = { textEmbeds: g.input('text_embeds', [b, pooled]), timeIds: g.input('time_ids', [b, 6]) };
+        g.output('noise_pred', unet2DConditionModel({ sample: x, timestep: t, encoderHiddenStates: c, addedCond }, weights, cfg));
+        return g;
+      },
+      feeds: {
+        ...unetFeeds(cfg, b, s),
+        text_embeds: randomTensor([b, pooled], 3),
+        time_ids: { shape: [b, 6], data: Float32Array.from([px, px, 0, 0, px, px, px, px, 0, 0, px, px]) },
+      },
+    },
   };
 }
 
@@ -1112,6 +1170,7 @@ async function runChild(measure: string, opts: Options): Promise<void> {
   let r: Result;
   switch (measure) {
     case 'unet_step': r = await benchGraph(unetBench(opts), opts); break;
+    case 'unet_step_sdxl': { const x = unetSdxlBench(opts); try { r = await benchGraph(x.bench, opts); } finally { x.cleanup(); } break; }
     case 'vae_decode': r = await benchGraph(vaeBench(opts), opts); break;
     case 'text_encode': r = await benchGraph(textBench(opts), opts); break;
     case 'matmul_ceiling': r = await benchGraph(matmulBench(opts), opts); break;

@@ -115,6 +115,11 @@ function unetEncoder(t: TableBuilder, cfg: UNet2DConditionConfig): number[] {
   t.conv('conv_in', cfg.inChannels, ch[0]!, 3);
   t.linear('time_embedding.linear_1', ch[0]!, temb);
   t.linear('time_embedding.linear_2', temb, temb);
+  if (cfg.addition) {
+    // SDXL's text_time added conditioning
+    t.linear('add_embedding.linear_1', cfg.addition.inputDim, temb);
+    t.linear('add_embedding.linear_2', temb, temb);
+  }
   const skips: number[] = [ch[0]!];
   let prev = ch[0]!;
   for (let i = 0; i < n; i++) {
