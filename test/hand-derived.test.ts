@@ -13,6 +13,7 @@ import { Graph } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
 import { SafetensorsFile, readAllFloat32 } from '../src/io/safetensors.js';
 import { normalizedSlerp } from '../src/methods/h-space.js';
+import { adainLatents } from '../src/methods/adain.js';
 import { fuse } from '../src/methods/vcf/fusion.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';
 import { hSpaceSample } from '../src/pipelines/h-space.js';
@@ -53,6 +54,25 @@ test('VCF cross-attention: c = (T + softmax(T Yh^T / sqrt(D)) Yh) / 2, the 1/sqr
   const r = fuse('cross-attention', T, Y, U);
   near(r.cond.data, [0.6116144, 1.8883856, 1.6116144, 2.8883856], 2e-7, 'cond');
   near(r.uncond.data, U.data, 0, 'uncond');
+});
+
+// ------------------------------------------------------------------------------------------------
+// AdaIN of latents (InDetail-IP's initial noise, RIVAL's noise AdaIN): per row and channel,
+// (x - mean x) / sqrt(var x + eps) * sqrt(var t + eps) + mean t, var unbiased (torch.var), eps 1e-5.
+
+test('AdaIN on two rows and two channels: each channel takes the target channel\'s mean and std', () => {
+  // x row 0: channel 0 [1, 2, 3, 4] (mean 2.5, var 5/3), channel 1 [0, 0, 0, 4] (mean 1, var 4);
+  // x row 1: channel 0 [4, 3, 2, 1], channel 1 [2, 2, 2, 2] (var 0: only eps keeps it finite).
+  // target: channel 0 [10, 20, 30, 40] (mean 25, var 500/3), channel 1 [-1, 1, -1, 1] (mean 0, var 4/3).
+  const x = t3([2, 2, 2, 2], [1, 2, 3, 4, 0, 0, 0, 4, 4, 3, 2, 1, 2, 2, 2, 2]);
+  const target = t3([1, 2, 2, 2], [10, 20, 30, 40, -1, 1, -1, 1]);
+  const k0 = Math.sqrt(500 / 3 + 1e-5) / Math.sqrt(5 / 3 + 1e-5), k1 = Math.sqrt(4 / 3 + 1e-5) / Math.sqrt(4 + 1e-5);
+  const want = [
+    ...[1, 2, 3, 4].map((v) => (v - 2.5) * k0 + 25), ...[0, 0, 0, 4].map((v) => (v - 1) * k1),
+    ...[4, 3, 2, 1].map((v) => (v - 2.5) * k0 + 25), 0, 0, 0, 0,
+  ];
+  near(adainLatents(x, target).data, want, 4e-6, 'adain');
+  near(adainLatents(x, target, 1).data.slice(0, 4), [1, 2, 3, 4].map((v) => (v - 2.5) * Math.sqrt(500 / 3 + 1) / Math.sqrt(5 / 3 + 1) + 25), 4e-6, 'eps 1');
 });
 
 // ------------------------------------------------------------------------------------------------
