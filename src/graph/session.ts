@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { setWeightMirrorFolder } from '../io/f32-mirror.js';
-import { InputError } from '../errors.js';
+import { InputError, VispromptError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { Graph } from './ir.js';
 import { toOnnx } from './onnx.js';
@@ -110,6 +110,18 @@ function graphDigest(proto: Uint8Array, externalData: readonly { path: string; d
 }
 
 async function createSession(g: Graph): Promise<CompiledGraph> {
+  try {
+    return await createSessionOn(g);
+  } catch (e) {
+    // ONNX Runtime's WebGPU provider finds no adapter when no Vulkan driver is installed (a GPU's, or a software one).
+    if (engineOptions.device === 'webgpu' && e instanceof Error && /WebGPU adapter|No supported adapters/i.test(e.message)) {
+      throw new VispromptError('--device webgpu: no WebGPU adapter found (install a Vulkan driver; for the software GPU: apt install chromium, then VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium XDG_RUNTIME_DIR=/tmp)');
+    }
+    throw e;
+  }
+}
+
+async function createSessionOn(g: Graph): Promise<CompiledGraph> {
   const { proto, externalData, fileFolder, files } = toOnnx(g);
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: [engineOptions.device ?? 'cpu'],
@@ -156,6 +168,9 @@ export async function releaseSessions(match: string | ((key: string) => boolean)
   }
   return keys.length;
 }
+
+/** The device graphs are built for: graph code emits exact primitives where a device's fused kernel is not float32-faithful. */
+export function engineDevice(): Device { return engineOptions.device ?? 'cpu'; }
 
 /** Whether pipelines should release sessions as soon as a phase is done (peak memory over reuse). */
 export function lowMemory(): boolean { return engineOptions.lowMemory === true; }

@@ -2,6 +2,8 @@
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
+import { exactCos, exactSin } from '../graph/exact-trig.js';
+import { engineDevice } from '../graph/session.js';
 import { linear, silu } from '../graph/nn.js';
 
 /**
@@ -14,7 +16,9 @@ export function timestepFeatures(t: Value, dim: number, flipSinToCos: boolean, f
   const negLog = Math.fround(-Math.log(10000));
   for (let i = 0; i < half; i++) freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(negLog * i) / (half - freqShift))));
   const args = op.mul(op.reshape(t, [t.dim(0), 1]), op.constFloat(t.graph, [1, half], freqs, 'freqs'));
-  const sin = op.sin(args), cos = op.cos(args);
+  // WebGPU's sin/cos are approximations (2^-11 allowed by Vulkan): exact primitives there.
+  const exact = engineDevice() === 'webgpu';
+  const sin = exact ? exactSin(args) : op.sin(args), cos = exact ? exactCos(args) : op.cos(args);
   const emb = op.concat(flipSinToCos ? [cos, sin] : [sin, cos], 1);
   if (dim % 2 === 1) throw new Error('odd timestep embedding sizes are not supported');
   return emb;
