@@ -118,6 +118,8 @@ function control(name: string, s: Schema, required: boolean): HTMLElement | unde
   if (name === 'controlImage') return dropZone(name, s);
   if (name === 'controlScale') return label(name, s, el('input', { type: 'number', name, step: '0.05', placeholder: '1' }));
   if (name === 'clip') return modelSelect(name, s, ['clip'], true);
+  if (name === 'vaeTiny') return modelSelect(name, s, ['vae-tiny'], true);
+  if (name === 'imageEncoder') return modelSelect(name, s, ['image-encoder', 'clip'], true);
   if (name === 'attribute' || name === 'aligner') return modelSelect(name, s, ['weights'], false);
   if (/^an image/.test(d)) return dropZone(name, s);
   if (s.enum) {
