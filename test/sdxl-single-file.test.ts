@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { FileFormatError } from '../src/errors.js';
-import { toOriginalLayout, type DiffusersComponents } from '../src/io/original-checkpoint.js';
+import { toOriginalLayout, type DiffusersComponentsXL } from '../src/io/original-checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -24,7 +24,7 @@ function readComponent(dir: string): Record<string, Tensor> {
 }
 
 /** tiny-sdxl re-saved in Stability's single-file layout (conditioner.embedders.0/1, label_emb, fused OpenCLIP q/k/v). */
-function singleFile(): { file: string; parts: Required<DiffusersComponents> } {
+function singleFile(): { file: string; parts: Required<DiffusersComponentsXL> } {
   const parts = {
     unet: readComponent(path.join(modelDir(M), 'unet')),
     vae: readComponent(path.join(modelDir(M), 'vae')),

@@ -251,12 +251,15 @@ export interface DiffusersComponents {
   unet?: Readonly<Record<string, Tensor>>;
   vae?: Readonly<Record<string, Tensor>>;
   text_encoder?: Readonly<Record<string, Tensor>>;
-  /** SDXL's CLIPTextModelWithProjection (its presence selects the SDXL layout). */
+}
+
+/** SDXL's components: a second text encoder (CLIPTextModelWithProjection), whose presence selects the SDXL layout. */
+export interface DiffusersComponentsXL extends DiffusersComponents {
   text_encoder_2?: Readonly<Record<string, Tensor>>;
 }
 
 /** The key-map context a set of diffusers state dicts implies. */
-export function layoutContextFromKeys(parts: DiffusersComponents, textLayout: TextEncoderLayout = 'clip'): OriginalLayoutContext {
+export function layoutContextFromKeys(parts: DiffusersComponentsXL, textLayout: TextEncoderLayout = 'clip'): OriginalLayoutContext {
   const unetKeys = Object.keys(parts.unet ?? {});
   const count = (keys: string[], re: RegExp): number => new Set(keys.map((k) => re.exec(k)?.[1]).filter((x) => x !== undefined)).size;
   const layersPerBlock = count(unetKeys, /^down_blocks\.0\.resnets\.(\d+)\./);
@@ -272,7 +275,7 @@ export function layoutContextFromKeys(parts: DiffusersComponents, textLayout: Te
  * For 'openclip' the result has exactly the given layers; SD 2.x files carry one more resblock that
  * the loader drops (append it yourself to mimic one).
  */
-export function toOriginalLayout(parts: DiffusersComponents, opts: { textLayout?: TextEncoderLayout } = {}): Record<string, Tensor> {
+export function toOriginalLayout(parts: DiffusersComponentsXL, opts: { textLayout?: TextEncoderLayout } = {}): Record<string, Tensor> {
   const ctx = layoutContextFromKeys(parts, opts.textLayout ?? 'clip');
   const out: Record<string, Tensor> = {};
   const fused = new Map<string, (Tensor | undefined)[]>();
