@@ -117,6 +117,16 @@ test('schedule shapes: Heun 2N-1 calls, PNDM N+1 with the second repeated, LCM w
   const pndm = sd15Scheduler('pndm');
   pndm.setTimesteps(3);
   assert.deepEqual(pndm.timesteps, [667, 334, 334, 1]);
+  // PNDM with Runge-Kutta warm-up (skip_prk_steps false): 3 RK steps of 4 calls at t, t - h/2, t - h/2, t - h, then PLMS
+  const c0 = schedulerConfig('tiny-sd15');
+  const prk = createScheduler(undefined, { file: c0.file, raw: { ...c0.raw, _class_name: 'PNDMScheduler' } }) as PNDMScheduler;
+  prk.setTimesteps(10);
+  assert.deepEqual(prk.timesteps, [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1]); // numpy, diffusers formula
+  // against a float64 numpy re-derivation of diffusers' step_prk / step_plms (model eps = 0.1 x + 0.01 sin(t / 100))
+  let x: Float32Array = Float32Array.from({ length: 16 }, (_, i) => -1 + (2 * i) / 15);
+  for (const t of prk.timesteps) x = prk.step(x.map((v) => 0.1 * v + 0.01 * Math.sin(t / 100)), t, x).prevSample;
+  const want = [-6.39904279, -5.54979929, -4.70055579, -3.85131229, -3.0020688, -2.1528253, -1.3035818, -0.454338304, 0.394905193, 1.24414869, 2.09339219, 2.94263568, 3.79187918, 4.64112268, 5.49036618, 6.33960967];
+  want.forEach((w, i) => assert.ok(Math.abs(x[i]! - w) <= 1e-5 * Math.abs(w), `PRK sample ${i}: ${x[i]} vs ${w}`));
   const lcm = sd15Scheduler('lcm') as LCMScheduler;
   lcm.setTimesteps(4);
   assert.deepEqual(lcm.timesteps, [999, 759, 499, 259]);
