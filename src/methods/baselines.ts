@@ -10,6 +10,8 @@
  */
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
+import { torchRandperm } from '../noise/randperm.js';
+import { TorchGenerator } from '../noise/torch-generator.js';
 import type { Tensor } from '../tensor.js';
 import { adainLatents } from './adain.js';
 import type { GuidanceMode, ReferenceMethod } from './method.js';
@@ -22,6 +24,12 @@ export interface KVConcatOptions {
   /** Start from the inverted z_T with permuted positions (true, RIVAL) or AdaIN'd noise (false). */
   permutedInit?: boolean;
   noiseAdain?: boolean;
+  /**
+   * Draw the permutation as official RIVAL does: `torch.manual_seed(seed); torch.randperm(h*w)` (one
+   * draw per generated image, continuing the stream). Without it the permutation is ranked from the
+   * run's noise source.
+   */
+  permutationSeed?: number | bigint;
 }
 
 export function kvConcat(o: KVConcatOptions = {}): ReferenceMethod {
@@ -33,20 +41,32 @@ export function kvConcat(o: KVConcatOptions = {}): ReferenceMethod {
     key: 'kv-concat:all-attn1',
     layer: () => true,
     weights: (s) => ({ cond: w(s.timestep), uncond: (o.guidanceMode ?? 'conflicting') === 'conflicting' ? w(s.timestep) : PLAIN }),
-    initialLatents: (noise: Tensor, zT: Tensor, rng: NoiseSource | undefined) => (o.permutedInit === false ? adainLatents(noise, zT) : permutedPositions(zT, noise.shape[0]!, rng)),
+    initialLatents: (noise: Tensor, zT: Tensor, rng: NoiseSource | undefined) => (o.permutedInit === false ? adainLatents(noise, zT)
+      : permutedPositions(zT, noise.shape[0]!, o.permutationSeed !== undefined ? torchPermutations(o.permutationSeed) : rng)),
     adjustNoise: o.noiseAdain === false ? undefined : (s, guided, refCond) => (s.timestep > tEarly ? adainLatents(guided, refCond) : guided),
   };
 }
 
+/** torch.randperm draws after torch.manual_seed(seed), one per call. */
+export function torchPermutations(seed: number | bigint): (n: number) => number[] {
+  const gen = new TorchGenerator(seed);
+  return (n) => torchRandperm(gen, n);
+}
+
 /** RIVAL's initial latent: the inverted z_T with its spatial positions shuffled (channel statistics kept), one permutation per image. */
-export function permutedPositions(zT: Tensor, k: number, rng: NoiseSource | undefined): Tensor {
+export function permutedPositions(zT: Tensor, k: number, rng: NoiseSource | ((n: number) => number[]) | undefined): Tensor {
   const [, c, h, w] = zT.shape as [number, number, number, number];
   const n = h * w;
   const out = new Float32Array(k * c * n);
   for (let r = 0; r < k; r++) {
-    // Rank random keys to get a permutation from the seeded noise source (deterministic per seed).
-    const keys = rng ? rng.randn([n]) : Float32Array.from({ length: n }, (_, i) => i);
-    const perm = Array.from({ length: n }, (_, i) => i).sort((a, b) => keys[a]! - keys[b]!);
+    let perm: number[];
+    if (typeof rng === 'function') perm = rng(n);
+    else {
+      // Rank random keys to get a permutation from the seeded noise source (deterministic per seed).
+      const keys = rng ? rng.randn([n]) : Float32Array.from({ length: n }, (_, i) => i);
+      perm = Array.from({ length: n }, (_, i) => i).sort((a, b) => keys[a]! - keys[b]!);
+    }
+    // x_t.view(1, C, -1)[:, :, idx]: new position i takes old position perm[i], in every channel.
     for (let ch = 0; ch < c; ch++) for (let i = 0; i < n; i++) out[(r * c + ch) * n + i] = zT.data[ch * n + perm[i]!]!;
   }
   return { shape: [k, c, h, w], data: out };

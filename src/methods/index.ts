@@ -10,6 +10,10 @@ export interface MethodOptions {
   lambdaP?: number;
   lambdaG?: number;
   tAlign?: number;
+  /** kv-concat (RIVAL): AdaIN of the guided noise to the reference's above this timestep. */
+  tEarly?: number;
+  /** kv-concat (RIVAL): draw the latent permutation with torch.randperm after torch.manual_seed(seed). */
+  permutationSeed?: number | bigint;
   startStep?: number;
   startLayer?: number;
   scoreShift?: number;

@@ -23,6 +23,7 @@ interface VaryFlags extends SamplingFlags, IPAdapterFlags {
   lambdaP: number;
   lambdaG: number;
   tAlign?: number;
+  tEarly?: number;
   startStep?: number;
   startLayer?: number;
   controlUncondSteps?: number;
@@ -40,6 +41,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
     .option('--lambda-p <x>', 'InDetail-IP: weight of the image-prompt attention', float('--lambda-p', 0), 1)
     .option('--lambda-g <y>', 'InDetail-IP: weight of the generated image\'s own attention', float('--lambda-g', 0), 1)
     .option('--t-align <t>', 'kv-concat (RIVAL): reference-only K/V above this timestep', int('--t-align', 0, 1000))
+    .option('--t-early <t>', 'kv-concat (RIVAL): AdaIN of the guided noise to the reference\'s above this timestep (default 600)', int('--t-early', 0, 1000))
     .option('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', int('--start-step', 0))
     .option('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', int('--start-layer', 0))
     .option('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', int('--control-uncond-steps', 0))
@@ -47,13 +49,14 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
     .action(async (o: VaryFlags) => {
       const progress = new ProgressReporter(globals().quiet);
       const controls = await controlsFrom(o);
-      const method = createMethod(o.method, o.steps, { ...o, controlnet: controls.length > 0 });
+      const { seed: s, noise } = noiseFor(o);
+      // RIVAL's permutation is torch.randperm(h*w) right after torch.manual_seed(seed) (with --noise torch).
+      const method = createMethod(o.method, o.steps, { ...o, controlnet: controls.length > 0, ...(o.noise === 'torch' ? { permutationSeed: s } : {}) });
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
       requireDdim(o, 'vary');
       const ck = openModel(o.model, globals(), o);
       const previews = new PreviewWriter(o.out);
       const reference = await readImageRGB(o.image);
-      const { seed: s, noise } = noiseFor(o);
       const r = await vary(ck, {
         reference, method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt, steps: o.steps,
         prompt2: o.prompt2, negativePrompt2: o.negativePrompt2, micro: microFrom(o),
