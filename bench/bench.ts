@@ -597,8 +597,11 @@ function unetSdxlBench(opts: Options): { bench: GraphBench; cleanup: () => void 
   writeRandomSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), unetWeightTable(cfg));
   const weights = new WeightsView(openComponentWeights(dir));
   const px = s * 8;
+  const cleanup = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  // a killed run (timeout) must not leave 10 GiB behind in the temp folder
+  process.once('SIGTERM', () => { cleanup(); process.exit(143); });
   return {
-    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+    cleanup,
     bench: {
       measure: 'unet_step_sdxl', key: `bench-unet-sdxl:${s}`, sources: [], runs: opts.runs ?? 1, size: s,
       build: () => {
