@@ -16,6 +16,7 @@ import { registerFuseCommand } from './commands/fuse.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerServeCommands } from './commands/serve.js';
 import { registerEvalCommand } from './commands/eval.js';
+import { parseLoraSpec, type LoraSpec } from '../adapters/lora/lora-set.js';
 
 export interface GlobalOptions {
   quiet: boolean;
@@ -26,6 +27,8 @@ export interface GlobalOptions {
   graphCache?: string;
   /** --config DIR: a diffusers folder whose configs a single-file --model is opened with. */
   config?: string;
+  /** --lora FILE[:SCALE] of the sampling commands, merged into the model when it is opened. */
+  loras?: LoraSpec[];
 }
 
 const program = new Command();
@@ -45,11 +48,13 @@ program.name('visprompt')
 
 // Sub-commands accept --quiet too (contract scripts put it after the command).
 let quiet = false;
+let loras: LoraSpec[] = [];
 let config: string | undefined;
-const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet, config });
+const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet, loras, config });
 program.hook('preAction', (_root, cmd) => {
   const o = program.opts<GlobalOptions>();
   quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
+  loras = cmd.opts<{ lora?: LoraSpec[] }>().lora ?? [];
   config = cmd.opts<{ config?: string }>().config ?? o.config;
   configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
@@ -65,8 +70,11 @@ registerServeCommands(program, globals);
 registerEvalCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
+  // Every command that samples with the model takes LoRAs (merged into the text encoder(s) and UNet).
   if (['generate', 'vary', 'invert', 'inject', 'edit', 'fuse'].includes(cmd.name())) {
     cmd.addOption(new Option('--config <dir>', 'single-file --model: configs, scheduler and tokenizer from this diffusers folder'));
+    cmd.addOption(new Option('--lora <file[:scale]>', 'LoRA file (kohya/A1111 or diffusers/PEFT) and its scale (default 1); repeatable, the terms add up')
+      .argParser((v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)]));
   }
 }
 

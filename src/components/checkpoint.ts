@@ -13,6 +13,8 @@ import { Config, type Json } from '../io/config.js';
 import { openComponentWeights, WeightsView, type TensorSource } from '../io/weights.js';
 import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../io/original-checkpoint.js';
 import { openSingleFileWithConfig } from './single-file-config.js';
+import { LoraSet, type LoraSpec } from '../adapters/lora/lora-set.js';
+import type { LoraComponent } from '../adapters/lora/key-map.js';
 import { autoencoderConfig } from '../models/autoencoder-kl.js';
 import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
 import { unetConfig } from '../models/unet2d-condition.js';
@@ -21,8 +23,8 @@ import { ImageEncoder } from './image-encoder.js';
 import { TextEncoder } from './text-encoder.js';
 import { UNet } from './unet.js';
 import { VAE } from './vae.js';
-import type { LatentAutoencoder } from './latent-autoencoder.js';
 import { PromptConditioner } from './prompt-conditioner.js';
+import type { LatentAutoencoder } from './latent-autoencoder.js';
 
 export type ComponentName = 'tokenizer' | 'text_encoder' | 'tokenizer_2' | 'text_encoder_2' | 'unet' | 'vae' | 'scheduler' | 'image_encoder' | 'feature_extractor';
 
@@ -38,6 +40,9 @@ export interface CheckpointFamilyOptions {
   /** StableDiffusionXLPipeline's force_zeros_for_empty_prompt: a missing negative prompt gives zero embeddings. */
   forceZerosForEmptyPrompt?: boolean;
 }
+
+/** The parts a LoRA can change (their memoized objects are rebuilt when LoRAs change). */
+const LORA_PARTS: readonly LoraComponent[] = ['text_encoder', 'text_encoder_2', 'unet'];
 
 export class Checkpoint {
   private readonly memo = new Map<string, unknown>();
@@ -94,6 +99,45 @@ export class Checkpoint {
     return ck;
   }
 
+  private loraSet: LoraSet | undefined;
+
+  /** The LoRAs merged into the text encoder(s) and the UNet (empty: the base model). */
+  get loras(): readonly LoraSpec[] { return this.loraSet?.specs ?? []; }
+
+  /**
+   * Merge LoRAs into the text encoder(s) and the UNet, replacing any applied before. Every file is
+   * checked against the model first; on an error nothing changes. Weights are merged per tensor when a
+   * graph is built (no second copy of the model); sessions compiled before stay cached under the old
+   * weights' id until `release` (`setLoras` does both).
+   */
+  applyLoras(specs: readonly LoraSpec[]): void {
+    const next = specs.length === 0 ? undefined : LoraSet.load(specs, (c) => (this.has(c as ComponentName) ? this.baseWeights(c) : undefined), this.path);
+    this.loraSet?.close();
+    this.loraSet = next;
+    for (const c of [...LORA_PARTS, 'conditioner']) this.memo.delete(c);
+  }
+
+  /** applyLoras, then free the sessions compiled with the previous weights. */
+  async setLoras(specs: readonly LoraSpec[]): Promise<void> {
+    this.applyLoras(specs);
+    for (const c of LORA_PARTS) await this.release(c as ComponentName);
+  }
+
+  /** Back to the base weights, bit for bit (the base files were never modified). */
+  async unloadLoras(): Promise<void> { await this.setLoras([]); }
+
+  /** A part's weights as stored, opened once. */
+  private baseWeights(name: LoraComponent): TensorSource {
+    return this.once(`weights:${name}`, () => this.source(name as ComponentName).weights());
+  }
+
+  /** A part's weights with the LoRAs merged, and the id its sessions are cached under. */
+  private partWeights(name: LoraComponent): { weights: TensorSource; id: string } {
+    const base = this.baseWeights(name);
+    const weights = this.loraSet?.weights(name, base) ?? base;
+    return { weights, id: `${this.path}#${name}${weights !== base ? `:lora-${this.loraSet!.fingerprint}` : ''}` };
+  }
+
   private once<T>(key: string, load: () => T): T {
     if (!this.memo.has(key)) this.memo.set(key, load());
     return this.memo.get(key) as T;
@@ -122,7 +166,8 @@ export class Checkpoint {
   textEncoder(): TextEncoder {
     return this.once('text_encoder', () => {
       const s = this.source('text_encoder');
-      return new TextEncoder(this.tokenizer(), clipTextConfig(s.config()), new WeightsView(s.weights()), `${this.path}#text_encoder`);
+      const { weights, id } = this.partWeights('text_encoder');
+      return new TextEncoder(this.tokenizer(), clipTextConfig(s.config()), new WeightsView(weights), id);
     });
   }
 
@@ -137,8 +182,9 @@ export class Checkpoint {
   textEncoder2(): TextEncoder {
     return this.once('text_encoder_2', () => {
       const s = this.source('text_encoder_2');
-      const vb = new WeightsView(s.weights());
-      return new TextEncoder(this.tokenizer2(), clipTextConfig(s.config()), vb, `${this.path}#text_encoder_2`, vb.has('text_projection.weight') ? vb.pp('text_projection') : undefined);
+      const { weights, id } = this.partWeights('text_encoder_2');
+      const vb = new WeightsView(weights);
+      return new TextEncoder(this.tokenizer2(), clipTextConfig(s.config()), vb, id, vb.has('text_projection.weight') ? vb.pp('text_projection') : undefined);
     });
   }
 
@@ -157,7 +203,8 @@ export class Checkpoint {
       const s = this.source('unet');
       const c = s.config();
       const arch = c.raw._class_name === 'UNet2DModel' ? { kind: 'pixel' as const, unet: unet2DConfig(c) } : { kind: 'conditional' as const, unet: unetConfig(c) };
-      return new UNet(arch, new WeightsView(s.weights()), `${this.path}#unet`);
+      const { weights, id } = this.partWeights('unet');
+      return new UNet(arch, new WeightsView(weights), id);
     });
   }
 
@@ -202,7 +249,13 @@ export class Checkpoint {
  * layout (configs inferred from tensor shapes, `opts` override; the bundled CLIP vocabulary stands in
  * for the tokenizer files such a checkpoint lacks).
  */
-export function openCheckpoint(p: string, opts: OriginalCheckpointOptions = {}): Checkpoint {
+export function openCheckpoint(p: string, opts: OriginalCheckpointOptions & { loras?: readonly LoraSpec[] } = {}): Checkpoint {
+  const ck = openCheckpointFiles(p, opts);
+  if (opts.loras?.length) ck.applyLoras(opts.loras);
+  return ck;
+}
+
+function openCheckpointFiles(p: string, opts: OriginalCheckpointOptions): Checkpoint {
   if (!fs.existsSync(p)) throw new InputError(`model path not found: ${p}`);
   if (fs.statSync(p).isDirectory()) {
     if (opts.config !== undefined) throw new InputError(`--config pairs a single checkpoint file with a diffusers folder's configs, but the model ${p} is a folder`);
