@@ -41,7 +41,7 @@ function common(cmd: Command): Command {
 }
 
 export function registerHSpaceCommands(program: Command, globals: () => GlobalOptions): void {
-  common(program.command('inject').description('InjectFusion: inject the content image\'s h-space into the original image\'s generative process'))
+  common(program.command('inject').description('InjectFusion: inject the content image\'s h-space into the original image\'s generative process (DDIM inversion and DDIM sampling, as the method\'s code)'))
     .requiredOption('--image <file>', 'the original image (its x_T and skip connections are kept)')
     .requiredOption('--content <file>', 'the content image (its h-space is injected)')
     .option('--t-edit <t>', 'inject at timesteps t >= T', int('--t-edit'), 400)
@@ -64,7 +64,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
       await finish(o, r, progress, { method: 'injectfusion', image: o.image, content: o.content, t_edit: o.tEdit, gamma: o.gammaRamp ?? o.gamma ?? 0.5, omega: o.omega, seed: String(s) }, globals().quiet);
     });
 
-  common(program.command('edit').description('Asyrp: edit an image with an attribute network (DeltaBlock) in h-space'))
+  common(program.command('edit').description('Asyrp: edit an image with an attribute network (DeltaBlock) in h-space (DDIM inversion and DDIM sampling, as the method\'s code)'))
     .requiredOption('--image <file>', 'the image to edit')
     .requiredOption('--attribute <file.safetensors>', 'attribute network weights (DeltaBlock)')
     .option('--strength <c>', 'edit strength c in h\' = h + c dh', float('--strength'), 1)
