@@ -76,15 +76,23 @@ export function groupNorm(x: Value, vb: WeightsView, groups: number, eps: number
   const grouped = op.reshape(x, [n, groups, -1]);
   const ones = op.constFloat(g, [groups], new Float32Array(groups).fill(1), 'ones');
   const zeros = op.constFloat(g, [groups], new Float32Array(groups), 'zeros');
-  const normed = op.reshape(op.instanceNormalization(grouped, ones, zeros, eps), x.shape);
+  // WebGPU: two-pass mean/variance from exact primitives (the provider's fused normalization kernels are not float32-faithful).
+  const normed = op.reshape(engineDevice() === 'webgpu' ? twoPassNormalize(grouped, eps) : op.instanceNormalization(grouped, ones, zeros, eps), x.shape);
   const gamma = x.rank === 4 ? channelParam(g, vb, 'weight', c) : op.reshape(param(g, vb, 'weight', [c]), [c, 1]);
   const beta = x.rank === 4 ? channelParam(g, vb, 'bias', c) : op.reshape(param(g, vb, 'bias', [c]), [c, 1]);
   return op.add(op.mul(normed, gamma), beta);
 }
 
+/** (x - mean) / sqrt(var + eps) over the last axis, variance from the centred values (biased, like PyTorch). */
+function twoPassNormalize(x: Value, eps: number): Value {
+  const centred = op.sub(x, op.reduceMean(x, [-1]));
+  return op.div(centred, op.sqrt(op.add(op.reduceMean(op.mul(centred, centred), [-1]), eps)));
+}
+
 /** nn.LayerNorm over the last axis. */
 export function layerNorm(x: Value, vb: WeightsView, dim: number, eps: number): Value {
   const g = x.graph;
+  if (engineDevice() === 'webgpu') return op.add(op.mul(twoPassNormalize(x, eps), param(g, vb, 'weight', [dim])), param(g, vb, 'bias', [dim]));
   return op.layerNormalization(x, param(g, vb, 'weight', [dim]), param(g, vb, 'bias', [dim]), eps);
 }
 
