@@ -111,7 +111,9 @@ test('eval lpips: AlexNet v0.1 with the official alex.pth heads matches lpips 0.
 
 test('eval fid: Frechet distance of feature sets (float64, low-rank trace) matches pytorch-fid; rank-deficient sets warn', async () => {
   const cc = json<{ contract_cases: { features: { fid: number } } }>('fid.json').contract_cases;
-  const r = await evalFid({ features: path.join(M, 'fid_features_a.safetensors') }, { features: path.join(M, 'fid_features_b.safetensors') }, undefined);
+  const r = await evalFid({ features: path.join(M, 'fid_features_a.safetensors') }, { features: path.join(M, 'fid_features_b.safetensors') }, undefined, { kid: { subsets: 10, subsetSize: 32, seed: 123 } });
+  // KID (torchmetrics 1.4.3, subsets drawn by torch.randperm after manual_seed(123))
+  assert.ok(rel(r.kid!.kidMean, 0.057373241038599865) < 1e-9 && rel(r.kid!.kidStd, 0.003779674840685384) < 1e-9, `kid ${JSON.stringify(r.kid)}`);
   assert.ok(rel(r.fid, cc.features.fid) < 1e-6, `fid ${r.fid} vs ${cc.features.fid}`);
   assert.equal(r.warnings.length, 2);
   assert.match(r.warnings[0]!, /rank-deficient/);
@@ -135,7 +137,8 @@ test('eval fid: pytorch-fid input handling (ToTensor, bilinear 299 without antia
 });
 
 test('visprompt eval fid --json prints {"fid": x} as its last line', () => {
-  const out = execFileSync(process.execPath, [path.resolve(FIXTURES, '../../dist/src/cli/main.js'), 'eval', 'fid', '--features-a', path.join(M, 'fid_features_a.safetensors'), '--features-b', path.join(M, 'fid_features_b.safetensors'), '--json', '--no-cache'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const last = JSON.parse(out.trim().split('\n').pop()!) as { fid: number };
+  const out = execFileSync(process.execPath, [path.resolve(FIXTURES, '../../dist/src/cli/main.js'), 'eval', 'fid', '--features-a', path.join(M, 'fid_features_a.safetensors'), '--features-b', path.join(M, 'fid_features_b.safetensors'), '--json', '--no-cache', '--kid', '--kid-subsets', '10', '--kid-subset-size', '32'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const last = JSON.parse(out.trim().split('\n').pop()!) as { fid: number; kid_mean: number };
   assert.ok(rel(last.fid, 679.7413302449413) < 1e-6);
+  assert.ok(rel(last.kid_mean, 0.057373241038599865) < 1e-9);
 });

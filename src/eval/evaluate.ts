@@ -13,6 +13,7 @@ import { cosine, DinoViT, keysSelfSimilarity, structureDistance } from './dino-v
 import { FeatureCache, fileHash, networkId } from './feature-cache.js';
 import { FIDInception } from './fid-inception.js';
 import { featureStats, frechetDistance } from './frechet.js';
+import { kernelInceptionDistance, type KidOptions } from './kid.js';
 import { LPIPS } from './lpips.js';
 
 const IMAGE_EXT = /\.(png|jpe?g|webp|bmp|gif|tiff?|avif)$/i;
@@ -170,10 +171,12 @@ export interface FidResult {
   readonly n_b: number;
   readonly warnings: string[];
   readonly skipped: Skipped[];
+  /** With `kid`: torchmetrics' KID mean and (population) standard deviation over the subsets. */
+  readonly kid?: { readonly kidMean: number; readonly kidStd: number };
 }
 
 /** FID of two sets given as feature files or image folders (the network is needed for images only). */
-export async function evalFid(a: { features?: string; images?: string }, b: { features?: string; images?: string }, modelPath: string | undefined, opts: EvalOptions = {}): Promise<FidResult> {
+export async function evalFid(a: { features?: string; images?: string }, b: { features?: string; images?: string }, modelPath: string | undefined, opts: EvalOptions & { kid?: KidOptions } = {}): Promise<FidResult> {
   const skipped: Skipped[] = [];
   let model: FIDInception | undefined;
   const rows = async (s: { features?: string; images?: string }, which: string): Promise<Float32Array[]> => {
@@ -185,5 +188,6 @@ export async function evalFid(a: { features?: string; images?: string }, b: { fe
   };
   const fa = await rows(a, 'a'), fb = await rows(b, 'b');
   const r = frechetDistance(featureStats(fa, 'set a'), featureStats(fb, 'set b'));
-  return { fid: r.fid, n_a: fa.length, n_b: fb.length, warnings: r.warnings, skipped };
+  const kid = opts.kid ? kernelInceptionDistance(fa, fb, opts.kid) : undefined;
+  return { fid: r.fid, n_a: fa.length, n_b: fb.length, warnings: r.warnings, skipped, ...(kid ? { kid } : {}) };
 }

@@ -81,12 +81,18 @@ export function registerEvalCommand(program: Command, globals: () => GlobalOptio
     .option('--images-b <dir>', 'second image folder')
     .option('--features-a <file>', 'first feature set: safetensors with `features` [N, 2048]')
     .option('--features-b <file>', 'second feature set')
-    .option('--batch-size <n>', 'images per network run (default 50, as pytorch-fid)', int('--batch-size', 1, 4096)))
-    .action(async (o: Common & { model?: string; imagesA?: string; imagesB?: string; featuresA?: string; featuresB?: string; batchSize?: number }) => {
-      const r = await evalFid({ features: o.featuresA, images: o.imagesA }, { features: o.featuresB, images: o.imagesB }, o.model, options(o, globals, o.batchSize));
+    .option('--batch-size <n>', 'images per network run (default 50, as pytorch-fid)', int('--batch-size', 1, 4096))
+    .option('--kid', 'also the Kernel Inception Distance (torchmetrics; set a = real, b = generated)')
+    .option('--kid-subsets <n>', 'KID subsets (default 100, as torchmetrics)', int('--kid-subsets', 1))
+    .option('--kid-subset-size <n>', 'KID rows per subset (default 1000, as torchmetrics)', int('--kid-subset-size', 2))
+    .option('--kid-seed <n>', 'torch.manual_seed before the KID subsets are drawn (default 123)', int('--kid-seed', 0)))
+    .action(async (o: Common & { model?: string; imagesA?: string; imagesB?: string; featuresA?: string; featuresB?: string; batchSize?: number; kid?: boolean; kidSubsets?: number; kidSubsetSize?: number; kidSeed?: number }) => {
+      const kid = o.kid ? { subsets: o.kidSubsets ?? 100, subsetSize: o.kidSubsetSize ?? 1000, seed: o.kidSeed ?? 123 } : undefined;
+      const r = await evalFid({ features: o.featuresA, images: o.imagesA }, { features: o.featuresB, images: o.imagesB }, o.model, { ...options(o, globals, o.batchSize), ...(kid ? { kid } : {}) });
       reportSkipped(r.skipped);
       for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
-      if (o.json) process.stdout.write(`${JSON.stringify({ fid: r.fid, n_a: r.n_a, n_b: r.n_b, ...(r.skipped.length ? { skipped: r.skipped } : {}) })}\n`);
-      else process.stdout.write(`fid: ${r.fid.toFixed(6)} (${r.n_a} vs ${r.n_b} images)\n`);
+      const kidOut = r.kid ? { kid_mean: r.kid.kidMean, kid_std: r.kid.kidStd } : {};
+      if (o.json) process.stdout.write(`${JSON.stringify({ fid: r.fid, n_a: r.n_a, n_b: r.n_b, ...kidOut, ...(r.skipped.length ? { skipped: r.skipped } : {}) })}\n`);
+      else process.stdout.write(`fid: ${r.fid.toFixed(6)} (${r.n_a} vs ${r.n_b} images)${r.kid ? `\nkid: ${r.kid.kidMean.toExponential(6)} +- ${r.kid.kidStd.toExponential(6)}` : ''}\n`);
     });
 }
