@@ -45,3 +45,13 @@ test('request schemas match the CLI flags: names and defaults', () => {
   }
   if (missing.length) console.log(`CLI flags the server does not take yet: ${missing.join(', ')}`);
 });
+
+test('A1111 sampler names map to the schedulers of the same algorithm', async () => {
+  const { a1111Scheduler } = await import('../src/server/app.js');
+  const want: Record<string, string> = {
+    DDIM: 'ddim', Euler: 'euler', 'Euler a': 'euler-a', 'DPM++ 2M': 'dpm++2m', 'DPM++ 2M Karras': 'dpm++2m-karras',
+    'DPM++ 2M SDE': 'dpm++2m-sde', PLMS: 'pndm', LMS: 'lms', Heun: 'heun', UniPC: 'unipc', LCM: 'lcm', 'euler-a': 'euler-a',
+  };
+  for (const [a1111, ours] of Object.entries(want)) assert.equal(a1111Scheduler(a1111), ours, a1111);
+  assert.throws(() => a1111Scheduler('Heun++'), /sampler_name: "Heun\+\+" is not available/);
+});

@@ -60,7 +60,22 @@ function formatValidation(errors: readonly { instancePath: string; message?: str
   return new HttpError(400, `${field || where}: ${msg}`);
 }
 
-const A1111_SAMPLERS: Record<string, string> = { ddim: 'ddim', ddpm: 'ddpm', euler: 'euler', 'euler a': 'euler-ancestral', 'dpm++ 2m': 'dpm++2m', 'dpm++ 2m karras': 'dpm++2m-karras', 'pndm': 'pndm', 'lms': 'lms', 'unipc': 'unipc' };
+/** A1111's sampler names (lower-cased) -> visprompt's --scheduler names. */
+const A1111_SAMPLERS: Record<string, string> = {
+  ddim: 'ddim', ddpm: 'ddpm', euler: 'euler', 'euler a': 'euler-a', 'dpm++ 2m': 'dpm++2m', 'dpm++ 2m karras': 'dpm++2m-karras',
+  'dpm++ 2m sde': 'dpm++2m-sde', plms: 'pndm', pndm: 'pndm', lms: 'lms', heun: 'heun', unipc: 'unipc', lcm: 'lcm',
+};
+/** A1111's `sampler_name` as a visprompt scheduler name ("Euler a" -> euler-a); unknown names are a 400. */
+export function a1111Scheduler(name: string): string {
+  const s = A1111_SAMPLERS[name.trim().toLowerCase()] ?? name.trim().toLowerCase();
+  if (!(SCHEDULERS as readonly string[]).includes(s)) throw new HttpError(400, `sampler_name: ${JSON.stringify(name)} is not available (visprompt has: ${SCHEDULERS.join(', ')}; A1111's "DDIM" is ddim)`);
+  return s;
+}
+/** The A1111 display name of each scheduler (for /sdapi/v1/samplers). */
+const A1111_NAMES: Record<string, string> = {
+  ddim: 'DDIM', ddpm: 'DDPM', euler: 'Euler', 'euler-a': 'Euler a', 'dpm++2m': 'DPM++ 2M', 'dpm++2m-karras': 'DPM++ 2M Karras',
+  'dpm++2m-sde': 'DPM++ 2M SDE', pndm: 'PLMS', lms: 'LMS', heun: 'Heun', unipc: 'UniPC', lcm: 'LCM',
+};
 
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -250,11 +265,6 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     if (list.length === 0) throw new HttpError(404, 'model: no models under --models');
     return list[0]!.name;
   };
-  const a1111Sampler = (name: string): string => {
-    const s = A1111_SAMPLERS[name.trim().toLowerCase()] ?? name.trim().toLowerCase();
-    if (!(SCHEDULERS as readonly string[]).includes(s)) throw new HttpError(400, `sampler_name: ${JSON.stringify(name)} is not available (visprompt has: ${SCHEDULERS.join(', ')}; A1111's "DDIM" is ddim)`);
-    return s;
-  };
   async function runSync(kind: JobKind, mapped: Record<string, unknown>, body: Record<string, unknown>): Promise<{ images: string[]; parameters: Record<string, unknown>; info: string }> {
     // The mapped request gets the job schema's defaults and checks, as a request to /api/jobs would.
     const params = Value.Default(JOB_SCHEMAS[kind], mapped) as Record<string, unknown>;
@@ -275,7 +285,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   });
   app.post('/sdapi/v1/txt2img', { schema: { summary: 'A1111 txt2img (runs a generate job and waits for it)', tags: ['a1111'], body: A1111Txt2Img } }, async (req) => {
     const b = req.body as A1111Txt2ImgT;
-    const params = { ...a1111Common(b), scheduler: a1111Sampler(b.sampler_name), ...(b.eta !== undefined ? { eta: b.eta } : {}), ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
+    const params = { ...a1111Common(b), scheduler: a1111Scheduler(b.sampler_name), ...(b.eta !== undefined ? { eta: b.eta } : {}), ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
     return runSync('generate', params, b as unknown as Record<string, unknown>);
   });
   app.post('/sdapi/v1/img2img', { schema: { summary: 'A1111 img2img, mapped to an image-prompt variation (vary, InDetail-IP) of init_images[0]', tags: ['a1111'], body: A1111Img2Img } }, async (req) => {
@@ -287,7 +297,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   app.get('/sdapi/v1/sd-models', { schema: { summary: 'A1111 model list', tags: ['a1111'] } }, async () => sdModels().map((m) => ({
     title: m.name, model_name: m.name, hash: null, sha256: null, filename: m.name, config: null, family: m.family,
   })));
-  app.get('/sdapi/v1/samplers', { schema: { summary: 'A1111 sampler list', tags: ['a1111'] } }, async () => SCHEDULERS.map((s) => ({ name: s === 'ddim' ? 'DDIM' : s, aliases: [s], options: {} })));
+  app.get('/sdapi/v1/samplers', { schema: { summary: 'A1111 sampler list', tags: ['a1111'] } }, async () => SCHEDULERS.map((s) => ({ name: A1111_NAMES[s] ?? s, aliases: [s], options: {} })));
   app.get('/sdapi/v1/options', { schema: { summary: 'A1111 options (the default model)', tags: ['a1111'] } }, async () => ({ sd_model_checkpoint: sdModels()[0]?.name ?? null }));
   app.get('/sdapi/v1/progress', { schema: { summary: 'A1111 progress of the running job', tags: ['a1111'] } }, async () => {
     const counts = await o.queue.counts();
