@@ -35,6 +35,7 @@ function print<K extends string>(r: PairScores<K>, json: boolean | undefined): v
 
 function common(cmd: Command): Command {
   return cmd.option('--json', 'print the result as one JSON line')
+    .option('--quiet', 'no progress output')
     .option('--cache-dir <dir>', 'feature cache folder (default $VISPROMPT_EVAL_CACHE or ~/.cache/visprompt/eval)')
     .addOption(new Option('--no-cache', 'do not read or write cached features'));
 }
