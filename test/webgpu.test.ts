@@ -57,17 +57,19 @@ if (!inChild) {
   test('WebGPU parity subset on SwiftShader (tiny-sd15), run in a child process with the Vulkan driver environment', { skip }, () => {
     const self = fileURLToPath(import.meta.url);
     const libDir = path.dirname(SWIFTSHADER_ICD); // chromium ships its own libvulkan.so.1 beside the driver
-    const env = {
+    const env: NodeJS.ProcessEnv = {
       ...process.env,
       VISPROMPT_WEBGPU_CHILD: '1',
       VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD,
       XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? os.tmpdir(),
       LD_LIBRARY_PATH: [libDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
     };
+    delete env.NODE_TEST_CONTEXT; // else the nested `node --test` reports to this runner instead of running
     const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', self], { env, encoding: 'utf8', timeout: 600_000 });
     const lines = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /webgpu|✔|✖|not ok|Error|err/i.test(l));
     console.log(lines.join('\n'));
     assert.equal(r.status, 0, `WebGPU child run failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /✔ webgpu: UNet call/, `the WebGPU tests did not run in the child:\n${r.stdout}`);
   });
 } else {
   configureEngine({ device: 'webgpu' });
