@@ -13,8 +13,9 @@ export default {
   // The command runner cannot tell which tests cover a mutant: each mutant runs the whole command.
   coverageAnalysis: 'off',
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 1),
-  timeoutMS: 120_000,
-  timeoutFactor: 2,
+  // A mutant that loops forever is cut off soon after a normal run's time (it counts as detected).
+  timeoutMS: Number(process.env.STRYKER_TIMEOUT_MS ?? 15_000),
+  timeoutFactor: 1.5,
   ignorePatterns: ['reports', 'out', 'test-output', 'web/dist', '.stryker-tmp'],
   reporters: ['clear-text', 'progress', 'json', 'html'],
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
