@@ -41,6 +41,7 @@ test('VCF concat: c = [T; Yh], u = [T(""); 0]', () => {
 
 test('VCF average: c_i = (T_i + mean_j Yh_j) / 2 (mean Yh = [2, 0])', () => {
   const r = fuse('average', T, Y, U);
+  assert.deepEqual(r.cond.shape, [1, 2, 2]);
   near(r.cond.data, [1.5, 1, 2.5, 2], 1e-7, 'cond');
   near(r.uncond.data, U.data, 0, 'uncond');
 });
@@ -52,8 +53,17 @@ test('VCF cross-attention: c = (T + softmax(T Yh^T / sqrt(D)) Yh) / 2, the 1/sqr
   //   c1 = ([3, 4] + [0.2232289, 1.7767711]) / 2 = [1.6116144, 2.8883856]
   // (scale 1 instead of 1/sqrt 2 gives w0 = 0.982, c0[0] = 0.536; scale 1/2 gives 0.881, c0[0] = 0.738.)
   const r = fuse('cross-attention', T, Y, U);
+  assert.deepEqual(r.cond.shape, [1, 2, 2]);
   near(r.cond.data, [0.6116144, 1.8883856, 1.6116144, 2.8883856], 2e-7, 'cond');
   near(r.uncond.data, U.data, 0, 'uncond');
+  // Large logits (1e4 / sqrt 2 apart) stay finite: the softmax subtracts the row maximum. Row 0 reads token 0 only.
+  const big = fuse('cross-attention', t3([1, 1, 2], [100, 0]), t3([1, 2, 2], [100, 0, 0, 0]), t3([1, 1, 2], [0, 0]));
+  near(big.cond.data, [100, 0], 1e-4, 'large logits');
+});
+
+test('VCF fusion: unknown kind and a width mismatch are one-line input errors', () => {
+  assert.throws(() => fuse('sum' as never, T, Y, U), /unknown fusion "sum" \(expected one of concat, average, cross-attention\)/);
+  assert.throws(() => fuse('concat', T, t3([1, 1, 3], [1, 2, 3]), U), /aligned image tokens have width 3 but the text embeddings 2/);
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -62,16 +72,19 @@ test('VCF cross-attention: c = (T + softmax(T Yh^T / sqrt(D)) Yh) / 2, the 1/sqr
 
 test('AdaIN on two rows and two channels: each channel takes the target channel\'s mean and std', () => {
   // x row 0: channel 0 [1, 2, 3, 4] (mean 2.5, var 5/3), channel 1 [0, 0, 0, 4] (mean 1, var 4);
-  // x row 1: channel 0 [4, 3, 2, 1], channel 1 [2, 2, 2, 2] (var 0: only eps keeps it finite).
+  // x row 1: channel 0 [4, 3, 2, 1], channel 1 [1, 1, 1, 5] (mean 2, var 4).
   // target: channel 0 [10, 20, 30, 40] (mean 25, var 500/3), channel 1 [-1, 1, -1, 1] (mean 0, var 4/3).
-  const x = t3([2, 2, 2, 2], [1, 2, 3, 4, 0, 0, 0, 4, 4, 3, 2, 1, 2, 2, 2, 2]);
+  const x = t3([2, 2, 2, 2], [1, 2, 3, 4, 0, 0, 0, 4, 4, 3, 2, 1, 1, 1, 1, 5]);
   const target = t3([1, 2, 2, 2], [10, 20, 30, 40, -1, 1, -1, 1]);
   const k0 = Math.sqrt(500 / 3 + 1e-5) / Math.sqrt(5 / 3 + 1e-5), k1 = Math.sqrt(4 / 3 + 1e-5) / Math.sqrt(4 + 1e-5);
   const want = [
     ...[1, 2, 3, 4].map((v) => (v - 2.5) * k0 + 25), ...[0, 0, 0, 4].map((v) => (v - 1) * k1),
-    ...[4, 3, 2, 1].map((v) => (v - 2.5) * k0 + 25), 0, 0, 0, 0,
+    ...[4, 3, 2, 1].map((v) => (v - 2.5) * k0 + 25), ...[1, 1, 1, 5].map((v) => (v - 2) * k1),
   ];
   near(adainLatents(x, target).data, want, 4e-6, 'adain');
+  // A constant channel has variance 0: only eps keeps it finite, and it maps to the target mean.
+  near(adainLatents(t3([1, 1, 2, 2], [2, 2, 2, 2]), t3([1, 1, 2, 2], [1, 3, 1, 3])).data, [2, 2, 2, 2], 0, 'constant channel');
+  assert.throws(() => adainLatents(x, t3([1, 1, 2, 2], [1, 2, 3, 4])), /target \[1,1,2,2\] does not fit one row of \[2,2,2,2\]/);
   near(adainLatents(x, target, 1).data.slice(0, 4), [1, 2, 3, 4].map((v) => (v - 2.5) * Math.sqrt(500 / 3 + 1) / Math.sqrt(5 / 3 + 1) + 25), 4e-6, 'eps 1');
 });
 
