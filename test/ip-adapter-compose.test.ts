@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { ControlNet } from '../src/components/controlnet.js';
+import { parseLoraSpec } from '../src/adapters/lora/lora-set.js';
 import { readImageRGB } from '../src/io/image.js';
 import { createMethod } from '../src/methods/index.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -53,4 +54,16 @@ test('vary (InDetail-IP) + IP-Adapter: image tokens on the generated rows only; 
       else assert.ok(d > 0, `${guidanceMode} step ${i}: generated row ${j} (${r.branch}) sees the image tokens`);
     }));
   }
+});
+
+test('IP-Adapter with a LoRA: the LoRA at scale 0 + IP-Adapter is the IP-Adapter run bit for bit; at 0.7 it changes it', async () => {
+  const gold = golden(IPA, 'pipeline_base');
+  const image = await readImageRGB(goldenPath(IPA, 'ip_image_0.png'));
+  const lora = path.join(modelDir('tiny-lora'), 'lora_kohya_sd15.safetensors');
+  const base = { prompt: 'a portrait of a woman in a garden', negativePrompt: 'blurry, low quality', steps: 2, guidance: 7.5, width: 64, height: 64, latents: gold.latents_in!, latentsOnly: true, ipAdapters: [{ adapter: adapter('ip-adapter_sd15.safetensors'), image, scale: 0.6 }] };
+  const ip = await textToImage(openCheckpoint(modelDir('tiny-sd15')), base);
+  const off = await textToImage(openCheckpoint(modelDir('tiny-sd15'), { loras: [parseLoraSpec(`${lora}:0`)] }), base);
+  assert.equal(maxAbsDiff(off.latents, ip.latents), 0);
+  const on = await textToImage(openCheckpoint(modelDir('tiny-sd15'), { loras: [parseLoraSpec(`${lora}:0.7`)] }), base);
+  assert.ok(maxAbsDiff(on.latents, ip.latents) > 1e-3);
 });
