@@ -35,6 +35,7 @@ const T = t3([1, 2, 2], [1, 2, 3, 4]), Y = t3([1, 2, 2], [0, 2, 4, -2]), U = t3(
 test('VCF concat: c = [T; Yh], u = [T(""); 0]', () => {
   const r = fuse('concat', T, Y, U);
   assert.deepEqual(r.cond.shape, [1, 4, 2]);
+  assert.deepEqual(r.uncond.shape, [1, 4, 2]);
   near(r.cond.data, [1, 2, 3, 4, 0, 2, 4, -2], 0, 'cond');
   near(r.uncond.data, [-1, -1, -1, -1, 0, 0, 0, 0], 0, 'uncond');
 });
