@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import { numel, type Tensor } from '../tensor.js';
+import { openForReading } from './open-file.js';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -36,12 +37,7 @@ export class SafetensorsFile {
   }
 
   static open(path: string): SafetensorsFile {
-    let fd: number;
-    try {
-      fd = fs.openSync(path, 'r');
-    } catch (e) {
-      throw new FileFormatError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
+    const fd = openForReading(path);
     try {
       const { tensors, metadata } = parseHeader(path, fd);
       return new SafetensorsFile(path, fd, tensors, metadata);

@@ -10,6 +10,7 @@ import type { Tensor } from '../tensor.js';
 import { SafetensorsFile, type DType, type TensorInfo } from './safetensors.js';
 import { TorchCheckpointFile } from './torch-checkpoint.js';
 import type { TensorSource } from './weights.js';
+import { openForReading } from './open-file.js';
 
 /** What SafetensorsFile and TorchCheckpointFile both offer (weight names: see torch-checkpoint.ts). */
 export interface TensorFile {
@@ -30,12 +31,7 @@ export type TensorFileFormat = 'safetensors' | 'torch-zip' | 'torch-legacy';
 
 /** The format by magic bytes: a zip archive (`PK`), a pickle (`\x80` PROTO) or a safetensors header (`u64 length` then `{`). */
 export function tensorFileFormat(path: string): TensorFileFormat {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (e) {
-    throw new FileFormatError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  const fd = openForReading(path);
   try {
     const head = Buffer.alloc(9);
     const n = fs.readSync(fd, head, 0, 9, 0);

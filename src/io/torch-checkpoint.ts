@@ -20,6 +20,7 @@ import {
 } from './pickle.js';
 import { toFloat32, type DType, type TensorInfo } from './safetensors.js';
 import { readAt, readZipDirectory } from './zip.js';
+import { openForReading } from './open-file.js';
 
 /** A pickled tensor: a strided view of a storage. `offset`/`byteLength` span its data only when `contiguous`. */
 export interface PickledTensorInfo extends TensorInfo {
@@ -74,12 +75,7 @@ export class TorchCheckpointFile {
 
   /** Open a torch.save file (zip or legacy, told apart by the first bytes). */
   static open(path: string): TorchCheckpointFile {
-    let fd: number;
-    try {
-      fd = fs.openSync(path, 'r');
-    } catch (e) {
-      throw new FileFormatError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
+    const fd = openForReading(path);
     try {
       const size = fs.fstatSync(fd).size;
       const head = readAt(fd, path, 0, Math.min(size, 4), 'the file header');
