@@ -337,3 +337,14 @@ test('CLIP config: ints expand like get_size_dict; non-square outputs are stacke
   assert.deepEqual(t.shape, [2, 3, 64, 32]);
   assert.throws(() => p.preprocess([a, b]), InputError);
 });
+
+test('a decompression bomb (a 500-byte GIF declaring 16305x12661) is refused from its header, not decoded', async () => {
+  // Found by the fuzzer: decoding it allocated 620 MB and took seconds.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-bomb-'));
+  const file = path.join(dir, 'bomb.gif');
+  fs.writeFileSync(file, Buffer.from('R0lGODlhCAAIAIYAAExpVHHed1sHpGoEUmNMPlsN6m913GtbkGLVzlnYwkADFVu1N1s5B1UHA1TGemyMsEslBlF5dH4RKkyjEFZfhH8RTFBKITYkEjI4f3t7anwXNUkbcUUIfDw3ADICAAAAAAAAAMreNx9Xb194fiPiOGeq4Ya+QpnROg+rNxaTN635NhxXNDL+NgjrNwX8Nf31ORJSRsw3VoVFR9TvObjDP4CBPAmEQvbAPextQVJybhxXbGFzfEN3ggbUPXSZQPRWQn9wc+KAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAD5NhxXNDL+NgjrNwX8Nf31ORJSRsw3VoVFR9TvOSTDP4CBPAmEQvbAPextQVJyAAAAAAAAAAAAAAAAGyspJywwPzoxgQA7AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAh+QQFAAAAACwAAAAACAAIAAAHQoAgHB8PCQgGBRYVGBQOAQcCHSE5IhELBAMXN0A4GRMMCigtNj0uHhANJSYyNTwvGhIqIyQ0PjszGyspJywwPzoxgQA7', 'base64'));
+  const t0 = Date.now();
+  await assert.rejects(readImageRGB(file), (e: Error) => e instanceof FileFormatError && /16305x12661 pixels, more than the 8192x8192/.test(e.message));
+  assert.ok(Date.now() - t0 < 1000, 'refused without decoding');
+  fs.rmSync(dir, { recursive: true, force: true });
+});

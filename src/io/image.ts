@@ -45,15 +45,23 @@ function readBytes(path: string): Buffer {
   }
 }
 
+/** The largest image decoded: 8192 x 8192 (64 Mpx, 192 MiB as RGB); larger ones are refused, not decoded. */
+export const MAX_IMAGE_SIDE = 8192;
+const MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE;
+
 export async function readImageRGB(path: string): Promise<RGBImage> {
   // Read the bytes ourselves: a clean error for a missing file, and no stale copy from sharp's file cache.
   const bytes = readBytes(path);
   if (bytes.length === 0) throw new FileFormatError(path, 'not an image (the file is empty)');
   let out: { data: Buffer; info: { width: number; height: number; channels: number } };
   let grey16 = false;
+  let tooLarge: string | undefined;
   try {
-    const opts = { ignoreIcc: true, failOn: 'error', limitInputPixels: 0x3fff * 0x3fff } as const;
-    const meta = await sharp(bytes, opts).metadata();
+    const opts = { ignoreIcc: true, failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS } as const;
+    const meta = await sharp(bytes, { ...opts, limitInputPixels: false }).metadata(); // the header only: cheap at any size
+    // A few hundred bytes of GIF or PNG can declare 200 megapixels: refuse before decoding (a decompression bomb).
+    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_IMAGE_PIXELS) tooLarge = `${meta.width}x${meta.height}`;
+    if (tooLarge) throw new Error('too large');
     // PIL opens 16-bit grey (no alpha) as mode I and convert('RGB') clips it to 255; every other 16-bit
     // layout it reduces to the high byte, which is what sharp's 8-bit output gives.
     grey16 = meta.depth === 'ushort' && meta.channels === 1;
@@ -62,6 +70,7 @@ export async function readImageRGB(path: string): Promise<RGBImage> {
     if (grey16) pipeline.toColourspace('grey16');
     out = await pipeline.raw({ depth: grey16 ? 'ushort' : 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
+    if (tooLarge) throw new FileFormatError(path, `image is ${tooLarge} pixels, more than the ${MAX_IMAGE_SIDE}x${MAX_IMAGE_SIDE} visprompt decodes (images are resized to the model's size anyway): downscale it first`);
     throw new FileFormatError(path, `not an image or damaged (sharp: ${firstLine(e)})`);
   }
   const { width, height, channels } = out.info;
