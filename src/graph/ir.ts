@@ -6,14 +6,14 @@
  */
 import type { Tensor } from '../tensor.js';
 
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8';
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
 
 export type AttrValue = number | number[] | string | { float: number } | { floats: number[] } | { tensor: ConstData };
 
 export interface ConstData {
   readonly dtype: DType;
   readonly shape: readonly number[];
-  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
   /**
    * The bytes already lie in a file (this dtype, little-endian): ONNX Runtime can read them from there,
    * so they never pass through JavaScript memory (`data` is then empty; `load` reads them if needed).

@@ -166,7 +166,7 @@ export function cast(x: Value, to: DType): Value {
   return x.graph.node('Cast', [x], [{ shape: x.shape, dtype: to }], { to: ONNX_DTYPE[to] })[0]!;
 }
 
-export const ONNX_DTYPE: Record<DType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float64: 11 };
+export const ONNX_DTYPE: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
 
 /** Conv2d; `padding` is symmetric, or [top, left, bottom, right] (ONNX order) for F.pad-style asymmetric padding. */
 export function conv2d(x: Value, w: Value, b: Value | null, opts: { stride?: number; padding?: number | readonly [number, number, number, number]; groups?: number } = {}): Value {
