@@ -187,6 +187,8 @@ const ROWS: Row[] = [
   { cmd: 'invert', flags: ['--prompt', 'a cat', '--steps', '3', '--width', '80', '--height', '80'], lib: () => ({ prompt: 'a cat', steps: 3, width: 80, height: 80 }) },
   { cmd: 'invert', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
   { cmd: 'invert', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
+  // Guided inversion (MasaCtrl / StyleAligned): uncond "" + g (cond - uncond) at every inverse step.
+  { cmd: 'invert', flags: ['--prompt', 'a cat', '--guidance', '3'], lib: () => ({ prompt: 'a cat', guidance: 3 }), vs: ['--prompt', 'a cat'], covers: ['--guidance'] },
   { cmd: 'invert', flags: ['--scheduler', 'ddim'], lib: () => ({}), same: true },
   { cmd: 'invert', flags: ['--scheduler', 'euler'], error: /error: --scheduler euler: .* ddim only/ },
   sdxlRow('invert'),

@@ -1,18 +1,21 @@
 /**
  * DDIM inversion: z_0 = VAE mean x scaling_factor, then DDIM-inverse steps with the UNet conditioned
  * on an inversion prompt and no guidance, keeping the whole chain z_0 .. z_N (as the reference code of
- * InDetail-IP, RIVAL and InjectFusion do).
+ * InDetail-IP, RIVAL and InjectFusion do). With `guidance` > 1 every inverse step uses classifier-free
+ * guidance on the batch [uncond, cond] (MasaCtrl's `invert`, StyleAligned's `ddim_inversion`).
  */
 import type { Checkpoint } from '../components/checkpoint.js';
 import type { UNetVariant } from '../components/unet.js';
 import type { RGBImage } from '../io/image.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
+import { InputError } from '../errors.js';
 import { createInverseScheduler } from '../schedulers/index.js';
-import type { Tensor } from '../tensor.js';
+import { concatRows, rows, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
 import { phaseDone } from './common.js';
 import { validateSampling } from './text-to-image.js';
-import { defaultMicroConditioning, type Conditioning, type MicroConditioning } from '../components/prompt-conditioner.js';
+import { conditioningRows, defaultMicroConditioning, type Conditioning, type MicroConditioning } from '../components/prompt-conditioner.js';
+import { doClassifierFreeGuidance, guide } from './guidance.js';
 
 export interface InversionOptions extends RunControl {
   prompt: string;
@@ -20,6 +23,13 @@ export interface InversionOptions extends RunControl {
   prompt2?: string;
   micro?: Partial<MicroConditioning>;
   steps?: number;
+  /**
+   * Classifier-free guidance scale of the inverse steps: > 1 runs the UNet on [uncond, cond] and inverts with
+   * uncond + g (cond - uncond); <= 1 (default 1) conditions on the prompt alone.
+   */
+  guidance?: number;
+  /** The unconditional text of a guided inversion; default null = "" (zeros on SDXL models with force_zeros_for_empty_prompt). */
+  negativePrompt?: string | null;
   /** Keep the h-space (mid-block output) of every UNet call, keyed by timestep (InjectFusion's content). */
   captureHSpace?: boolean;
   /** Output size (the image is resized when it differs); defaults to the image's size floored to the VAE factor. */
@@ -32,6 +42,7 @@ export interface Inversion {
   readonly chain: Tensor[];
   /** The timesteps visited (ascending). */
   readonly timesteps: number[];
+  /** The (guided) noise prediction of each inverse step. */
   readonly noisePreds: Tensor[];
   /** h-space per timestep of the inversion's UNet calls (with captureHSpace). */
   readonly hSpace: Map<number, Tensor>;
@@ -50,13 +61,18 @@ export async function imageToLatents(ck: Checkpoint, image: RGBImage, size?: { w
 }
 
 export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: InversionOptions): Promise<Inversion> {
-  const steps = o.steps ?? 50;
+  const steps = o.steps ?? 50, guidance = o.guidance ?? 1;
   validateSampling(steps, 1);
+  if (!Number.isFinite(guidance)) throw new InputError(`the inversion guidance must be a number, got ${guidance}`);
   report(o, 'encode', 0, 1);
   const z0 = 'data' in image && image.data instanceof Float32Array ? image as Tensor : await imageToLatents(ck, image as RGBImage, o);
   const factor = ck.isPixelSpace() ? 1 : ck.vae().scaleFactor;
   const micro = defaultMicroConditioning(z0.shape[3]! * factor, z0.shape[2]! * factor, o.micro);
-  const cond = ck.isPixelSpace() ? undefined : (await ck.conditioner().encode([o.prompt], { prompts2: [o.prompt2] })).conditioning(micro);
+  const cfg = !ck.isPixelSpace() && doClassifierFreeGuidance(guidance);
+  // Rows [cond] or [uncond, cond]; `cond` (what the inversion is conditioned on) is the last row.
+  const both = ck.isPixelSpace() ? undefined
+    : (await ck.conditioner().encode(cfg ? [o.negativePrompt ?? null, o.prompt] : [o.prompt], { prompts2: cfg ? [undefined, o.prompt2] : [o.prompt2] })).conditioning(micro);
+  const cond = both && (cfg ? conditioningRows(both, 1) : both);
   const emb = cond?.encoderHiddenStates;
   await phaseDone(ck, 'text_encoder', 'text_encoder_2', 'vae');
   const inv = createInverseScheduler(ck.schedulerConfig());
@@ -70,9 +86,10 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   for (let i = 0; i < inv.timesteps.length; i++) {
     const t = inv.timesteps[i]!;
     report(o, 'invert', i, inv.timesteps.length);
-    const { noisePred, extra } = await unet.run({ sample: z, timestep: t, ...cond, variant: tapMid });
+    const out = await unet.run({ sample: cfg ? concatRows([z, z]) : z, timestep: t, ...both, variant: tapMid });
+    const noisePred: Tensor = cfg ? { shape: z.shape, data: guide(out.noisePred, guidance) } : out.noisePred;
     noisePreds.push(noisePred);
-    if (extra.mid_block) hSpace.set(t, extra.mid_block);
+    if (out.extra.mid_block) hSpace.set(t, cfg ? rows(out.extra.mid_block, 1) : out.extra.mid_block);
     z = { shape: z.shape, data: inv.step(noisePred.data, t, z.data).prevSample };
     chain.push(z);
   }

@@ -188,7 +188,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const o = params as InvertParams;
       const ck = openFor(ctx, o);
       const { prompt2, micro } = conditioning(o) as { prompt2?: string; micro: never };
-      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, width: o.width, height: o.height, ...ctl });
+      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, ...ctl });
       const chain = concatRows(inv.chain);
       const file = writeTensors(ctx, 'chain.safetensors', { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       return { files: [file], warnings };
