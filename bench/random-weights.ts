@@ -346,33 +346,43 @@ export function writeRandomSafetensors(file: string, table: WeightTable, seed = 
   let total = 0;
   try {
     for (const [key, spec] of table) {
-      const rows = spec.shape[0] ?? 1;
-      const rowLen = numel(spec.shape) / rows;
-      const blockRows = Math.max(1, Math.floor(blockBytes / (rowLen * 4)));
-      const buf = new Float32Array(Math.min(rows, blockRows) * rowLen);
-      let x = seedOf(key, seed) >>> 0 || 1;
-      const bound = spec.init.kind === 'uniform' ? spec.init.bound : 0;
-      const scale = (2 * bound) / 4294967296;
-      for (let r = 0; r < rows; r += blockRows) {
-        const n = Math.min(blockRows, rows - r);
-        const out = n * rowLen === buf.length ? buf : buf.subarray(0, n * rowLen);
-        if (spec.init.kind === 'ones') out.fill(1);
-        else if (spec.init.kind === 'zeros') out.fill(0);
-        else {
-          // fillUniform's stream, carried across blocks
-          for (let i = 0; i < out.length; i++) {
-            x ^= x << 13;
-            x ^= x >>> 17;
-            x ^= x << 5;
-            out[i] = (x >>> 0) * scale - bound;
-          }
-        }
-        w.writeRows(key, r, out);
-        total += out.byteLength;
+      for (const { row, data } of randomRowBlocks(key, spec, seed, blockBytes)) {
+        w.writeRows(key, row, data);
+        total += data.byteLength;
       }
     }
   } finally {
     w.close();
   }
   return total;
+}
+
+/**
+ * The data RandomWeights serves for `key` (same per-key xorshift stream), in blocks of whole rows of at
+ * most `blockBytes` (the block buffer is reused: consume each before asking for the next).
+ */
+export function* randomRowBlocks(key: string, spec: WeightSpec, seed = 0, blockBytes = 4 << 20): Generator<{ row: number; data: Float32Array }> {
+  const rows = spec.shape[0] ?? 1;
+  const rowLen = numel(spec.shape) / rows;
+  const blockRows = Math.max(1, Math.floor(blockBytes / (rowLen * 4)));
+  const buf = new Float32Array(Math.min(rows, blockRows) * rowLen);
+  let x = seedOf(key, seed) >>> 0 || 1;
+  const bound = spec.init.kind === 'uniform' ? spec.init.bound : 0;
+  const scale = (2 * bound) / 4294967296;
+  for (let r = 0; r < rows; r += blockRows) {
+    const n = Math.min(blockRows, rows - r);
+    const out = n * rowLen === buf.length ? buf : buf.subarray(0, n * rowLen);
+    if (spec.init.kind === 'ones') out.fill(1);
+    else if (spec.init.kind === 'zeros') out.fill(0);
+    else {
+      // fillUniform's stream, carried across blocks
+      for (let i = 0; i < out.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        out[i] = (x >>> 0) * scale - bound;
+      }
+    }
+    yield { row: r, data: out };
+  }
 }

@@ -1,0 +1,28 @@
+/** Every measure of `npm run bench`, in the order the runner runs them (a new measure: one file + one line here). */
+import type { Measure } from '../harness.js';
+import { controlnetStepRatio } from './controlnet-step-ratio.js';
+import { matmulCeiling } from './matmul-ceiling.js';
+import { pipelineT2i } from './pipeline-t2i.js';
+import { pipelineT2iDisk } from './pipeline-t2i-disk.js';
+import { pipelineT2iF16 } from './pipeline-t2i-f16.js';
+import { pnoIteration } from './pno-iteration.js';
+import { taesdDecodeRatioMeasure } from './taesd-decode-ratio.js';
+import { textEncode } from './text-encode.js';
+import { tinySd15T2i, tinySd21T2i } from './tiny-t2i.js';
+import { unetStep } from './unet-step.js';
+import { unetStepSdxl } from './unet-step-sdxl.js';
+import { vaeDecodeMeasure } from './vae-decode.js';
+import { varyStepRatioMeasure } from './vary-step-ratio.js';
+
+export const MEASURES: readonly Measure[] = [
+  // the contract's measures
+  matmulCeiling, unetStep, vaeDecodeMeasure, textEncode,
+  // whole pipeline, and ratios against the plain CFG step
+  pipelineT2i, varyStepRatioMeasure, controlnetStepRatio, taesdDecodeRatioMeasure,
+  // from files
+  pipelineT2iDisk, pipelineT2iF16, pnoIteration,
+  // the tiny test models
+  tinySd15T2i, tinySd21T2i,
+  // SDXL at twice the latent size of --size (default 128 = 1024x1024): heavy, about 10 GiB of weights
+  unetStepSdxl,
+];
