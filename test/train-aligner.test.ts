@@ -66,3 +66,36 @@ test('train-aligner CLI: an aligner for another model size is a clear error; --i
   r = spawnSync(process.execPath, [bin, 'train-aligner', '--model', modelDir('tiny-sd15'), '--data', data, '--init', bad, '--resume', '--out', path.join(tmp, 'o.safetensors')], { encoding: 'utf8' });
   assert.match(r.stderr, /error: give --init or --resume, not both/);
 });
+
+test('train-aligner pinned: on the golden batch from the golden init, every step\'s loss and the weights after steps 1 and 3 equal torch (autograd + torch.optim.Adam)', async () => {
+  // goldens/grads/vcf_aligner: 3 images + captions, one batch of 3 (InfoNCE over all), Adam lr 1e-3, 3 steps on the
+  // same batch. The pipeline computes the image / text tokens itself from the PNGs and captions, so this pins the
+  // whole path: data file -> encoders -> embedding cache -> batches in file order -> loss -> Adam -> saved file.
+  const G = path.join(FIXTURES, 'goldens', 'grads');
+  const meta = JSON.parse(fs.readFileSync(path.join(G, 'vcf_aligner.json'), 'utf8')) as { captions: string[]; images: { png: string }[]; adam_losses: number[] };
+  const g = readAllFloat32(path.join(G, 'vcf_aligner.safetensors'));
+  const dir = fs.mkdtempSync(path.join(tmp, 'golden-'));
+  const data = path.join(dir, 'pairs.jsonl');
+  fs.writeFileSync(data, meta.images.map((im, i) => JSON.stringify({ image: path.join(G, im.png), caption: meta.captions[i] })).join('\n') + '\n');
+  const init = path.join(dir, 'init.safetensors');
+  const NAMES = ['norm.weight', 'norm.bias', 'fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'];
+  writeSafetensors(init, Object.fromEntries(NAMES.map((n) => [n, g[`aligner.${n}`]!])));
+  const ck = openCheckpoint(modelDir('tiny-sd15'));
+  const errs: string[] = [];
+  for (const steps of [1, 3]) {
+    const out = path.join(dir, `a${steps}.safetensors`);
+    const r = await trainAligner(ck, { data, out, init, steps, batchSize: 3, lr: 1e-3, shuffle: false });
+    r.losses.forEach((l, i) => {
+      const want = meta.adam_losses[i]!;
+      assert.ok(Math.abs(l - want) <= 1e-5 * Math.abs(want), `step ${i + 1} loss ${l}, torch ${want}`);
+    });
+    const w = readAllFloat32(out);
+    for (const n of NAMES) {
+      const e = maxAbsDiff(w[n]!, g[`adam.step${steps}.${n}`]!);
+      errs.push(`step ${steps} ${n} ${e.toExponential(1)}`);
+      // Adam moves each weight by ~lr per step whatever the gradient's size: 1e-6 is 1/1000 of one step.
+      assert.ok(e <= 1e-6, `after step ${steps}, ${n}: max abs err ${e}`);
+    }
+  }
+  console.log(`train-aligner vs torch: losses ${meta.adam_losses.join(', ')}; weights ${errs.join(', ')}`);
+});
