@@ -8,6 +8,7 @@ import path from 'node:path';
 import protobuf from 'protobufjs/minimal.js';
 import type { AttrValue, ConstData, Graph, Value } from './ir.js';
 import { ONNX_DTYPE } from './ops.js';
+import { host } from '../runtime/host.js';
 
 const { Writer } = protobuf;
 type W = protobuf.Writer;
@@ -109,7 +110,8 @@ export function toOnnx(g: Graph): OnnxModel {
     const dir = path.dirname(path.resolve(init.data.file.path));
     bytesPerFolder.set(dir, (bytesPerFolder.get(dir) ?? 0) + init.data.shape.reduce((p, x) => p * x, 1) * 4);
   }
-  let fileFolder: string | undefined = [...bytesPerFolder].sort((a, b) => b[1] - a[1])[0]?.[0];
+  // (In the browser the engine opens no files: everything file-backed is loaded and passed in memory.)
+  let fileFolder: string | undefined = host().engineReadsFiles ? [...bytesPerFolder].sort((a, b) => b[1] - a[1])[0]?.[0] : undefined;
   // ONNX Runtime takes either an in-memory external-data table or a folder, not both: when the folder is
   // used, other tensors go inline in the proto (small constants, under INLINE_LIMIT); past that, everything
   // is passed in memory.
