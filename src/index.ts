@@ -31,6 +31,7 @@ export { SafetensorsFile, writeSafetensors, readAllFloat32 } from './io/safetens
 export { openTensorFile, openTensorSource, inspectTensorFile, tensorFileFormat, type TensorFile, type TensorFileFormat, type InspectEntry } from './io/tensor-file.js';
 export { CLIPTokenizer } from './io/clip-tokenizer.js';
 export { configureEngine, type Device, type EngineOptions } from './graph/session.js';
+export { PRECISIONS, type Precision } from './graph/quantize.js';
 export { VispromptError, FileFormatError, InputError } from './errors.js';
 export type { Tensor } from './tensor.js';
 export { inject, type InjectOptions } from './pipelines/inject.js';

@@ -5,7 +5,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { configureEngine, type Device } from '../graph/session.js';
-import { VispromptError } from '../errors.js';
+import { InputError, VispromptError } from '../errors.js';
+import { PRECISIONS, type Precision } from '../graph/quantize.js';
 import { choice, int } from './parse.js';
 import { registerEncoderCommands } from './commands/encoders.js';
 import { registerGenerateCommands } from './commands/generate.js';
@@ -29,6 +30,8 @@ export interface GlobalOptions {
   config?: string;
   /** --lora FILE[:SCALE] of the sampling commands, merged into the model when it is opened. */
   loras?: LoraSpec[];
+  /** --precision: fp32 (exact) or int8 (UNet, ControlNets and VAE quantized; an approximation). */
+  precision?: Precision;
 }
 
 const program = new Command();
@@ -42,6 +45,7 @@ program.name('visprompt')
   .addOption(new Option('--prediction-type <type>', 'single-file checkpoints: epsilon or v_prediction (SD 2.x 768 models; default epsilon)').argParser(choice('--prediction-type', ['epsilon', 'v_prediction'] as const)))
   .addOption(new Option('--config <dir>', 'single-file checkpoints: take the unet/vae/text_encoder configs, scheduler and tokenizer from this diffusers folder (as diffusers\' from_single_file(config=...))'))
   .addOption(new Option('--graph-cache <dir>', 'keep ONNX Runtime\'s optimized graphs (with a copy of their weights) here for later runs').env('VISPROMPT_GRAPH_CACHE'))
+  .addOption(precisionOption())
   .enablePositionalOptions(false)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -50,12 +54,17 @@ program.name('visprompt')
 let quiet = false;
 let loras: LoraSpec[] = [];
 let config: string | undefined;
-const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet, loras, config });
+let precision: Precision = 'fp32';
+const globals = (): GlobalOptions => ({ ...program.opts<GlobalOptions>(), quiet, loras, config, precision });
 program.hook('preAction', (_root, cmd) => {
   const o = program.opts<GlobalOptions>();
   quiet = Boolean(o.quiet || cmd.opts<Partial<GlobalOptions>>().quiet);
   loras = cmd.opts<{ lora?: LoraSpec[] }>().lora ?? [];
   config = cmd.opts<{ config?: string }>().config ?? o.config;
+  // --precision before or after the command (the command's own flag wins when given)
+  precision = cmd.getOptionValueSource('precision') === 'cli' ? cmd.opts<{ precision: Precision }>().precision : o.precision ?? 'fp32';
+  if (precision === 'int8' && o.device !== 'cpu') throw new InputError(`--precision int8 runs on --device cpu only (the ${o.device} provider has no dynamically quantized kernels)`);
+  if (precision === 'int8' && ['train-aligner', 'train-attribute'].includes(cmd.name()) && !quiet) process.stderr.write(`warning: ${cmd.name()} computes gradients, which run in float32: --precision int8 does not apply\n`);
   configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
 
@@ -70,12 +79,19 @@ registerServeCommands(program, globals);
 registerEvalCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
+  cmd.addOption(precisionOption());
   // Every command that samples with the model takes LoRAs (merged into the text encoder(s) and UNet).
   if (['generate', 'vary', 'invert', 'inject', 'edit', 'fuse'].includes(cmd.name())) {
     cmd.addOption(new Option('--config <dir>', 'single-file --model: configs, scheduler and tokenizer from this diffusers folder'));
     cmd.addOption(new Option('--lora <file[:scale]>', 'LoRA file (kohya/A1111 or diffusers/PEFT) and its scale (default 1); repeatable, the terms add up')
       .argParser((v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)]));
   }
+}
+
+/** --precision, global and on every command (the UNet, ControlNets and VAE of the model the command opens). */
+function precisionOption(): Option {
+  return new Option('--precision <p>', 'fp32 (exact) or int8: UNet, ControlNet and VAE weights quantized per channel, activations at run time (faster on CPUs with int8 matrix instructions; an approximation)')
+    .argParser(choice('--precision', PRECISIONS)).default('fp32');
 }
 
 function isUserError(e: unknown): boolean {

@@ -14,6 +14,7 @@ import { openComponentWeights, WeightsView, type TensorSource } from '../io/weig
 import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../io/original-checkpoint.js';
 import { openSingleFileWithConfig } from './single-file-config.js';
 import { LoraSet, type LoraSpec } from '../adapters/lora/lora-set.js';
+import { checkPrecision, type Precision } from '../graph/quantize.js';
 import type { LoraComponent } from '../adapters/lora/key-map.js';
 import { autoencoderConfig } from '../models/autoencoder-kl.js';
 import { clipTextConfig, clipVisionConfig } from '../models/clip.js';
@@ -100,6 +101,18 @@ export class Checkpoint {
   }
 
   private loraSet: LoraSet | undefined;
+  private precisionValue: Precision = 'fp32';
+
+  /** The precision the UNet (with its ControlNets) and the VAE run at: fp32 (exact) or int8 (graph/quantize.ts). */
+  get precision(): Precision { return this.precisionValue; }
+
+  /** Switch precision; later calls build (and cache) graphs of that precision, sessions of the other stay until `release`. */
+  setPrecision(p: Precision): void {
+    checkPrecision(p, 'precision');
+    if (p === this.precisionValue) return;
+    this.precisionValue = p;
+    for (const c of ['unet', 'vae', 'conditioner']) this.memo.delete(c);
+  }
 
   /** The LoRAs merged into the text encoder(s) and the UNet (empty: the base model). */
   get loras(): readonly LoraSpec[] { return this.loraSet?.specs ?? []; }
@@ -204,14 +217,14 @@ export class Checkpoint {
       const c = s.config();
       const arch = c.raw._class_name === 'UNet2DModel' ? { kind: 'pixel' as const, unet: unet2DConfig(c) } : { kind: 'conditional' as const, unet: unetConfig(c) };
       const { weights, id } = this.partWeights('unet');
-      return new UNet(arch, new WeightsView(weights), id);
+      return new UNet(arch, new WeightsView(weights), id, this.precision);
     });
   }
 
   vae(): VAE {
     return this.once('vae', () => {
       const s = this.source('vae');
-      return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae`);
+      return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae`, this.precision);
     });
   }
 
@@ -249,8 +262,9 @@ export class Checkpoint {
  * layout (configs inferred from tensor shapes, `opts` override; the bundled CLIP vocabulary stands in
  * for the tokenizer files such a checkpoint lacks).
  */
-export function openCheckpoint(p: string, opts: OriginalCheckpointOptions & { loras?: readonly LoraSpec[] } = {}): Checkpoint {
+export function openCheckpoint(p: string, opts: OriginalCheckpointOptions & { loras?: readonly LoraSpec[]; precision?: Precision } = {}): Checkpoint {
   const ck = openCheckpointFiles(p, opts);
+  if (opts.precision) ck.setPrecision(opts.precision);
   if (opts.loras?.length) ck.applyLoras(opts.loras);
   return ck;
 }

@@ -7,6 +7,7 @@ import { Graph, type Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { gradients } from '../graph/autodiff.js';
 import { compile, type Feed } from '../graph/session.js';
+import { precisionKey, usePrecision, type Precision } from '../graph/quantize.js';
 import type { WeightsView } from '../io/weights.js';
 import type { UNetHooks } from '../models/hooks.js';
 import { guidanceScaleEmbedding } from '../models/added-embedding.js';
@@ -48,7 +49,8 @@ export interface UNetCall {
 export type DenoiserConfig = { kind: 'conditional'; unet: UNet2DConditionConfig } | { kind: 'pixel'; unet: UNet2DConfig };
 
 export class UNet {
-  constructor(readonly arch: DenoiserConfig, readonly weights: WeightsView, readonly id: string) {}
+  /** `precision` int8: linear layers and convolutions quantized (graph/quantize.ts); gradient graphs (unetVJP) stay float32. */
+  constructor(readonly arch: DenoiserConfig, readonly weights: WeightsView, readonly id: string, readonly precision: Precision = 'fp32') {}
 
   get conditional(): boolean { return this.arch.kind === 'conditional'; }
   get inChannels(): number { return this.arch.unet.inChannels; }
@@ -67,9 +69,9 @@ export class UNet {
     if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for ${b} rows`);
     if (this.conditional !== (ehs !== undefined)) throw new Error(this.conditional ? 'UNet: text-conditioned model needs encoder_hidden_states' : 'UNet2DModel takes no encoder_hidden_states');
     const extraFeeds = this.conditioningFeeds(call);
-    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${Object.values(extraFeeds).map((f) => f.shape.join('x')).join(':')}:${variant?.key ?? 'plain'}`;
+    const key = `unet:${this.id}:${sample.shape.join('x')}:${ehs?.shape.join('x') ?? '-'}:${Object.values(extraFeeds).map((f) => f.shape.join('x')).join(':')}:${variant?.key ?? 'plain'}${precisionKey(this.precision)}`;
     const session = await compile(key, () => {
-      const g = new Graph('unet');
+      const g = usePrecision(new Graph('unet'), this.precision);
       const x = g.input('sample', sample.shape);
       const t = g.input('timestep', [b]);
       const c = ehs ? g.input('encoder_hidden_states', ehs.shape) : undefined;

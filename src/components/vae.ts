@@ -2,19 +2,21 @@
 import { Graph } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { compile } from '../graph/session.js';
+import { precisionKey, usePrecision, type Precision } from '../graph/quantize.js';
 import type { WeightsView } from '../io/weights.js';
 import { vaeDecode, vaeEncode, vaeScaleFactor, type AutoencoderKLConfig } from '../models/autoencoder-kl.js';
 import type { Tensor } from '../tensor.js';
 
 export class VAE {
-  constructor(readonly config: AutoencoderKLConfig, readonly weights: WeightsView, readonly id: string) {}
+  /** `precision` int8: the encoder's and decoder's linear layers and convolutions quantized (graph/quantize.ts). */
+  constructor(readonly config: AutoencoderKLConfig, readonly weights: WeightsView, readonly id: string, readonly precision: Precision = 'fp32') {}
 
   get scaleFactor(): number { return vaeScaleFactor(this.config); }
 
   /** Latent distribution of images [B, 3, H, W] in [-1, 1]: unscaled mean and clamped logvar. */
   async encode(image: Tensor): Promise<{ mean: Tensor; logvar: Tensor }> {
-    const session = await compile(`vae-enc:${this.id}:${image.shape.join('x')}`, () => {
-      const g = new Graph('vae_encoder');
+    const session = await compile(`vae-enc:${this.id}:${image.shape.join('x')}${precisionKey(this.precision)}`, () => {
+      const g = usePrecision(new Graph('vae_encoder'), this.precision);
       const enc = vaeEncode(g.input('image', image.shape), this.weights, this.config);
       g.output('mean', enc.mean);
       g.output('logvar', enc.logvar);
@@ -33,8 +35,8 @@ export class VAE {
 
   /** Decode latents as the pipeline holds them (divides by scaling_factor first), images in [-1, 1] (unclamped). */
   async decode(latents: Tensor): Promise<Tensor> {
-    const session = await compile(`vae-dec:${this.id}:${latents.shape.join('x')}`, () => {
-      const g = new Graph('vae_decoder');
+    const session = await compile(`vae-dec:${this.id}:${latents.shape.join('x')}${precisionKey(this.precision)}`, () => {
+      const g = usePrecision(new Graph('vae_decoder'), this.precision);
       const z = g.input('latents', latents.shape);
       let scaled = op.div(z, this.config.scalingFactor);
       if (this.config.shiftFactor) scaled = op.add(scaled, this.config.shiftFactor);

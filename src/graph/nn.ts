@@ -6,6 +6,7 @@ import { WeightsView, type LowRankTerm } from '../io/weights.js';
 import type { Graph, Value } from './ir.js';
 import * as op from './ops.js';
 import { engineDevice } from './session.js';
+import { int8Conv2d, int8Linear } from './quantize.js';
 
 const sourceTags = new WeakMap<object, string>();
 let nextTag = 0;
@@ -43,6 +44,8 @@ function withLowRankTerms(g: Graph, vb: WeightsView, name: string, shape: readon
 /** nn.Linear: y = x W^T + b over the last axis (Gemm with transB, so W is used as stored). */
 export function linear(x: Value, vb: WeightsView, inF: number, outF: number, bias = true): Value {
   const g = x.graph;
+  const q = int8Linear(x, vb, inF, outF, bias);
+  if (q) return q;
   const w = param(g, vb, 'weight', [outF, inF]);
   const b = bias ? param(g, vb, 'bias', [outF]) : null;
   const lead = x.shape.slice(0, -1);
@@ -55,6 +58,8 @@ export function linear(x: Value, vb: WeightsView, inF: number, outF: number, bia
 /** nn.Conv2d with square kernel, stride and padding. */
 export function conv2d(x: Value, vb: WeightsView, inC: number, outC: number, kernel: number, opts: { stride?: number; padding?: number | readonly [number, number, number, number]; bias?: boolean } = {}): Value {
   const g = x.graph;
+  const q = int8Conv2d(x, vb, inC, outC, kernel, opts);
+  if (q) return q;
   const w = param(g, vb, 'weight', [outC, inC, kernel, kernel]);
   const b = opts.bias === false ? null : param(g, vb, 'bias', [outC]);
   return op.conv2d(x, w, b, { stride: opts.stride ?? 1, padding: opts.padding ?? 0 });

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { openCheckpoint, type Checkpoint, type LoraSpec } from '../index.js';
+import type { Precision } from '../graph/quantize.js';
 import { useTinyVae } from '../components/vae-tiny.js';
 import { ControlNet, CLIPModel } from '../index.js';
 import { releaseSessions } from '../graph/session.js';
@@ -125,12 +126,13 @@ export class ModelCache {
   list(): ModelEntry[] { return discoverModels(this.root); }
 
   /** A checkpoint with its LoRAs merged and its tiny VAE attached (each combination is its own entry). */
-  checkpoint(name: string, field = 'model', o: { loras?: readonly LoraSpec[]; vaeTiny?: string } = {}): Checkpoint {
+  checkpoint(name: string, field = 'model', o: { loras?: readonly LoraSpec[]; vaeTiny?: string; precision?: Precision } = {}): Checkpoint {
     const entry = this.entry(name, field, ['pipeline', 'single-file']);
     const loras = o.loras ?? [];
-    const key = `ck:${entry.p}${loras.length ? `|lora=${JSON.stringify(loras)}` : ''}${o.vaeTiny ? `|tiny=${o.vaeTiny}` : ''}`;
+    const precision = o.precision ?? 'fp32';
+    const key = `ck:${entry.p}${loras.length ? `|lora=${JSON.stringify(loras)}` : ''}${o.vaeTiny ? `|tiny=${o.vaeTiny}` : ''}${precision !== 'fp32' ? `|${precision}` : ''}`;
     return this.get(key, entry.bytes, () => {
-      const ck = openCheckpoint(entry.p, { loras });
+      const ck = openCheckpoint(entry.p, { loras, precision });
       if (o.vaeTiny) useTinyVae(ck, o.vaeTiny, 'vaeTiny');
       return ck;
     });
