@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
-import { openOriginalCheckpoint, originalKeyOf, type OriginalLayoutContext } from '../src/io/original-checkpoint.js';
+import { openOriginalCheckpoint, originalKeyOf, toOriginalLayout, type OriginalLayoutContext } from '../src/io/original-checkpoint.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -139,4 +139,68 @@ test('diffusers\' tiny-sd15.safetensors with the folder\'s head counts gives the
   const r = await textToImage(ck, { prompt: c.prompt, negativePrompt: c.negative_prompt ?? undefined, steps: meta.num_inference_steps, guidance: c.guidance_scale, width: meta.width, height: meta.height, latents: gold.latents_in!, latentsOnly: true });
   const err = close(r.latents, gold[`${c.prefix}.final_latents`]!, 1e-4, 'final latents');
   console.log(`tiny-sd15.safetensors (diffusers conversion) final latents max abs err ${err.toExponential(1)}`);
+});
+
+// SDXL: no diffusers-converted SDXL file exists in the reference data, so the table (sdxl-tiny.json) is derived by
+// scripts/derive-sdxl-keymap.mjs from diffusers' SDXL conversion block positions, checked there to reproduce
+// sd1-tiny.json (diffusers' own conversion) on tiny-sd15, with every module-inner name taken from sd1-tiny.json and
+// the text encoders from the SD 1.x / OpenCLIP tables. It is data, independent of src/io/original-checkpoint.ts.
+type XLEntry = [original: string, component: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2', part: 0 | 1 | 2 | 'T' | null, diffusers: string];
+const SDXL = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'keymaps', 'sdxl-tiny.json'), 'utf8')) as { entries: XLEntry[] }).entries;
+const XL_COMPONENTS = ['unet', 'vae', 'text_encoder', 'text_encoder_2'] as const;
+function readFolderXL(): Record<(typeof XL_COMPONENTS)[number], Record<string, Tensor>> {
+  const one = (c: string): Record<string, Tensor> => {
+    const src = openComponentWeights(path.join(modelDir('tiny-sdxl'), c));
+    return Object.fromEntries([...src.keys()].filter((k) => !k.endsWith('position_ids')).map((k) => [k, src.read(k)]));
+  };
+  return { unet: one('unet'), vae: one('vae'), text_encoder: one('text_encoder'), text_encoder_2: one('text_encoder_2') };
+}
+const transpose2d = (t: Tensor): Tensor => {
+  const [r, c] = t.shape as [number, number];
+  const data = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j]!;
+  return { shape: [c, r], data };
+};
+/** The original-layout file as the table lays it out (fused q/k/v by row block, transposed projection, 1x1 VAE convs). */
+function layoutByTable(folder: ReturnType<typeof readFolderXL>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  const fused = new Map<string, Tensor[]>();
+  for (const [o, c, part, d] of SDXL) {
+    const t = folder[c][d]!;
+    if (part === 'T') out[o] = transpose2d(t);
+    else if (part !== null) { const p = fused.get(o) ?? []; p[part] = t; fused.set(o, p); }
+    else out[o] = c === 'vae' && /mid_block\.attentions\.0\.(to_[qkv]|to_out\.0)\.weight$/.test(d) ? { shape: [...t.shape, 1, 1], data: t.data } : t;
+  }
+  for (const [o, p] of fused) out[o] = concatRows(p);
+  return out;
+}
+
+test('the SDXL table: every tiny-sdxl key once; toOriginalLayout writes exactly its names and values (q/k/v row blocks, transposed projection)', () => {
+  const folder = readFolderXL();
+  for (const c of XL_COMPONENTS) {
+    assert.deepEqual(SDXL.filter((e) => e[1] === c).map((e) => e[3]).sort(), Object.keys(folder[c]).sort(), `every diffusers ${c} key reached once`);
+  }
+  const want = layoutByTable(folder);
+  const got = toOriginalLayout(folder);
+  const names = [...new Set(SDXL.map((e) => e[0]))].sort();
+  assert.deepEqual(Object.keys(got).sort(), names, 'original key names');
+  const wrong = names.filter((k) => got[k]!.shape.join() !== want[k]!.shape.join() || digest(got[k]!) !== digest(want[k]!));
+  assert.deepEqual(wrong, [], 'tensors laid out differently from the table');
+  assert.ok(SDXL.some((e) => e[0] === `${'model.diffusion_model.'}label_emb.0.0.weight`) && SDXL.filter((e) => e[2] === 0).length > 0);
+});
+
+test('an SDXL file laid out by the table reads back every tiny-sdxl tensor', () => {
+  const folder = readFolderXL();
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sdxlmap-')), 'sdxl.safetensors');
+  writeSafetensors(file, layoutByTable(folder));
+  try {
+    const ck = openCheckpoint(file, { unetHeads: [2, 4, 4], textHeads: 4, imageSize: 64 });
+    const views = { unet: ck.unet().weights, vae: ck.vae().weights, text_encoder: ck.textEncoder().weights, text_encoder_2: ck.textEncoder2().weights };
+    for (const c of XL_COMPONENTS) {
+      const bad = Object.entries(folder[c]).filter(([k, t]) => digest(views[c].get(k)) !== digest(t)).map(([k]) => k);
+      assert.deepEqual(bad, [], `${c}: tensors read differently`);
+    }
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
 });
