@@ -77,7 +77,7 @@ type Cmd = 'generate' | 'invert' | 'vary' | 'inject' | 'edit' | 'fuse';
 type Opts = Record<string, unknown>;
 
 /** How the library opens the model for a row (the CLI's --model / --config / --lora / --vae-tiny / globals). */
-interface Open { model?: string; config?: string; loras?: { path: string; scale?: number }[]; vaeTiny?: string }
+interface Open { model?: string; config?: string; loras?: { path: string; scale?: number }[]; vaeTiny?: string; precision?: 'int8' }
 
 interface Row {
   cmd: Cmd;
@@ -144,6 +144,8 @@ function samplingRows(cmd: 'generate' | 'vary' | 'fuse'): Row[] {
   rows.push({ cmd, flags: [...CN_FLAGS, '--control-scale', '0.5'], lib: () => controls(0.5), covers: ['--controlnet', '--control-image', '--control-scale'] });
   rows.push({ cmd, flags: ['--vae-tiny', TAESD, '--lora', `${LORA}:0.5`], open: { vaeTiny: TAESD, loras: [{ path: LORA, scale: 0.5 }] } });
   if (one) rows.push({ cmd, flags: ['--lora', LORA], open: { loras: [{ path: LORA }] } });
+  rows.push({ cmd, flags: ['--precision', 'int8'], open: { precision: 'int8' } });
+  if (one) rows.push({ cmd, flags: ['--precision', 'fp32'], lib: () => ({}), same: true });
   rows.push({ cmd, flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] });
   if (one) {
     for (const s of ['euler-a', 'dpm++2m'] as const) rows.push({ cmd, flags: ['--scheduler', s], lib: () => ({ scheduler: s }) });
@@ -186,6 +188,7 @@ const ROWS: Row[] = [
 
   { cmd: 'invert', flags: ['--prompt', 'a cat', '--steps', '3', '--width', '80', '--height', '80'], lib: () => ({ prompt: 'a cat', steps: 3, width: 80, height: 80 }) },
   { cmd: 'invert', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
+  { cmd: 'invert', flags: ['--precision', 'int8'], open: { precision: 'int8' } },
   { cmd: 'invert', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
   // Guided inversion (MasaCtrl / StyleAligned): uncond "" + g (cond - uncond) at every inverse step.
   { cmd: 'invert', flags: ['--prompt', 'a cat', '--guidance', '3'], lib: () => ({ prompt: 'a cat', guidance: 3 }), vs: ['--prompt', 'a cat'], covers: ['--guidance'] },
@@ -209,6 +212,7 @@ const ROWS: Row[] = [
   // The direction term is scaled only for t >= 950: 20 steps reach t = 951.
   { cmd: 'inject', flags: ['--steps', '20', '--dt-lambda', '0.5'], lib: () => ({ steps: 20, dtLambda: 0.5 }), vs: ['--steps', '20'], covers: ['--dt-lambda'] },
   { cmd: 'inject', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
+  { cmd: 'inject', flags: ['--precision', 'int8'], open: { precision: 'int8' } },
   { cmd: 'inject', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
 
   // 5 steps run at t = 801, 601, 401, 201, 1 (4: 751, 501, 251, 1): --t-edit 700 edits at the first only; --t-boost 600 adds noise from 401 on.
@@ -216,6 +220,7 @@ const ROWS: Row[] = [
     lib: () => ({ prompt: 'a dog', steps: 5, noise: noise(6, 'native'), strength: 2, tEdit: 700, tBoost: 600 }) },
   { cmd: 'edit', flags: ['--t-edit', '700'], lib: () => ({ tEdit: 700 }) },
   { cmd: 'edit', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
+  { cmd: 'edit', flags: ['--precision', 'int8'], open: { precision: 'int8' } },
   { cmd: 'edit', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
 
   { cmd: 'fuse', flags: ['--prompt', 'a photograph of a dog', '--fusion', 'average'], lib: () => ({ prompt: 'a photograph of a dog', fusion: 'average' }) },
@@ -267,7 +272,7 @@ function open(o: Open = {}): Checkpoint {
   const key = JSON.stringify(o);
   let ck = checkpoints.get(key);
   if (!ck) {
-    ck = openCheckpoint(o.model ?? SD15, { ...(o.config ? { config: o.config } : {}), ...(o.loras ? { loras: o.loras } : {}) });
+    ck = openCheckpoint(o.model ?? SD15, { ...(o.config ? { config: o.config } : {}), ...(o.loras ? { loras: o.loras } : {}), ...(o.precision ? { precision: o.precision } : {}) });
     if (o.vaeTiny) useTinyVae(ck, o.vaeTiny);
     checkpoints.set(key, ck);
   }
