@@ -3,7 +3,8 @@
  * by playwright-core in Debian's headless Chromium (never downloaded). The tiny model's folder is
  * picked through the page's <input webkitdirectory>, text-to-image runs with a fixed seed, and the
  * latents must match the Node library's CPU result: on WebGPU (Chromium's SwiftShader adapter) within
- * the WebGPU bound of test/webgpu.test.ts (2e-4), and with WebGPU unavailable on the WebAssembly path.
+ * the WebGPU bound of test/webgpu.test.ts (2e-4), and with WebGPU unavailable on the WebAssembly path
+ * (there also vary with InDetail-IP, and a single-file checkpoint with the bundled CLIP vocabulary).
  */
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,13 +20,19 @@ import { toOnnx } from '../src/graph/onnx.js';
 import { identity } from '../src/graph/ops.js';
 import { runOnce } from '../src/graph/session.js';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
-import { SafetensorsSource, WeightsView } from '../src/io/weights.js';
+import { openComponentWeights, SafetensorsSource, WeightsView } from '../src/io/weights.js';
+import { readImageRGB } from '../src/io/image.js';
+import { toOriginalLayout } from '../src/io/original-checkpoint.js';
+import { createMethod } from '../src/methods/index.js';
+import { vary } from '../src/pipelines/vary.js';
 import { host, setHost } from '../src/runtime/host.js';
+import { createHash as webCreateHash } from '../src/runtime/web/hash.js';
+import nodeCrypto from 'node:crypto';
 import { createNoise } from '../src/noise/gaussian.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { modelDir } from './helpers.js';
-import { ROOT } from './server-helpers.js';
+import { REFERENCE_PNG, ROOT } from './server-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const DEMO = path.join(ROOT, 'dist', 'web-demo');
@@ -33,6 +40,7 @@ const M = 'tiny-sd15';
 /** The WebGPU bound (twice the CPU suites' latent tolerance, as test/webgpu.test.ts and contract k.mjs). */
 const LATENT_TOL = 2e-4;
 /** SwiftShader compiles every WGSL kernel on the CPU: few steps, small size. */
+const VARY = { inversionPrompt: 'a photograph', lambdaP: 1 };
 const RUN = { prompt: 'a photograph of a cat', negativePrompt: 'blurry', steps: 2, guidance: 7.5, width: 32, height: 32, seed: 7 };
 const BASE_ARGS = ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
@@ -43,7 +51,7 @@ const TYPES: Record<string, string> = {
   '.json': 'application/json', '.txt': 'text/plain', '.png': 'image/png',
 };
 
-let server: http.Server, url: string, cpu: Tensor;
+let server: http.Server, url: string, cpu: { t2i: Tensor; vary: Tensor }, singleFile: string;
 
 before(async () => {
   if (skip) return;
@@ -58,9 +66,19 @@ before(async () => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  // The same run with the Node library on the CPU.
-  const r = await textToImage(openCheckpoint(modelDir(M)), { ...RUN, noise: createNoise('torch', RUN.seed), latentsOnly: true });
-  cpu = r.latents;
+  // The same runs with the Node library on the CPU.
+  const ck = openCheckpoint(modelDir(M));
+  const t2i = await textToImage(ck, { ...RUN, noise: createNoise('torch', RUN.seed), latentsOnly: true });
+  const varied = await vary(ck, {
+    ...RUN, ...VARY, reference: await readImageRGB(REFERENCE_PNG), noise: createNoise('torch', RUN.seed),
+    method: createMethod('indetail-ip', RUN.steps, { lambdaP: VARY.lambdaP }),
+  });
+  cpu = { t2i: t2i.latents, vary: varied.latents };
+  // The tiny model in the original single-file layout (as test/single-file.test.ts).
+  const dir = modelDir(M);
+  const read = (c: string): Record<string, Tensor> => { const src = openComponentWeights(path.join(dir, c)); return Object.fromEntries([...src.keys()].map((k) => [k, src.read(k)])); };
+  singleFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-demo-')), 'tiny-sd15.safetensors');
+  writeSafetensors(singleFile, toOriginalLayout({ unet: read('unet'), vae: read('vae'), text_encoder: read('text_encoder') }));
 });
 after(async () => { await new Promise((r) => server?.close(r)); });
 
@@ -91,37 +109,63 @@ test('host without engine file access: file-backed weights go in memory, same va
   } finally { setHost({ engineReadsFiles: true }); }
 });
 
+test('browser build: its sha1 / sha256 (node:crypto stand-in) equal node:crypto\'s', () => {
+  for (const len of [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000]) {
+    const data = Uint8Array.from({ length: len }, (_, i) => (i * 131 + len) & 255);
+    for (const alg of ['sha1', 'sha256']) {
+      assert.equal(webCreateHash(alg).update(data.subarray(0, len >> 1)).update(data.subarray(len >> 1)).digest('hex'), nodeCrypto.createHash(alg).update(data).digest('hex'), `${alg} of ${len} bytes`);
+    }
+  }
+  assert.equal(webCreateHash('sha1').update('{"a":"é"}').digest('hex'), nodeCrypto.createHash('sha1').update('{"a":"é"}').digest('hex'));
+});
+
 interface PageResult { device: string; kind: string; shape: number[]; latents: number[]; seconds: number }
 
-async function generateIn(browser: Browser, device: 'auto' | 'wasm'): Promise<{ result: PageResult; page: Page }> {
+async function openDemo(browser: Browser, query = ''): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(url);
-  // Pick the model folder as a user would (webkitdirectory keeps the relative paths).
-  await page.setInputFiles('#folder', modelDir(M));
+  await page.goto(`${url}${query}`);
+  return { page, errors };
+}
+
+/** Pick the model as a user would: a folder (webkitdirectory keeps the relative paths) or one file. */
+async function pickModel(page: Page, errors: string[], input: '#folder' | '#single', what: string): Promise<void> {
+  await page.setInputFiles(input, what);
   await page.waitForFunction(`document.querySelector('#model-status').dataset.status !== 'loading'`, undefined, { timeout: 60_000 });
   assert.equal(await page.getAttribute('#model-status', 'data-status'), 'loaded', `model did not open: ${await page.textContent('#model-status')} ${errors.join('; ')}`);
   assert.match(await page.textContent('#model-status') ?? '', /text_encoder, unet, vae/);
+}
+
+async function runJob(page: Page, errors: string[], kind: 'generate' | 'vary', device: 'auto' | 'wasm'): Promise<PageResult> {
+  await page.click(`.tabs button[data-kind=${kind}]`);
   await page.fill('#form [name=prompt]', RUN.prompt);
   await page.fill('#form [name=negativePrompt]', RUN.negativePrompt);
   for (const k of ['steps', 'guidance', 'width', 'height', 'seed'] as const) await page.fill(`#form [name=${k}]`, String(RUN[k]));
   await page.selectOption('#form [name=device]', device);
+  if (kind === 'vary') {
+    await page.setInputFiles('#reference', REFERENCE_PNG);
+    await page.fill('#form [name=inversionPrompt]', VARY.inversionPrompt);
+    await page.fill('#form [name=lambdaP]', String(VARY.lambdaP));
+    await page.waitForTimeout(500); // the reference is decoded asynchronously
+  }
+  await page.evaluate(`document.querySelector('#result').dataset.status = 'none'; document.querySelector('#progress').removeAttribute('data-stage')`);
   await page.click('#run');
   // Progress events arrive from the worker while it runs.
   await page.waitForFunction(`document.querySelector('#progress').dataset.stage !== undefined`, undefined, { timeout: 120_000 });
   await page.waitForFunction(`['done', 'error'].includes(document.querySelector('#result').dataset.status)`, undefined, { timeout: 540_000, polling: 1000 });
   assert.equal(await page.getAttribute('#result', 'data-status'), 'done', `run failed: ${await page.textContent('#result-text')} ${errors.join('; ')}`);
   const result = await page.evaluate('window.__visprompt.last') as PageResult;
+  assert.equal(result.kind, kind);
   // The result can be downloaded as a PNG.
   await page.waitForFunction(`document.querySelector('#images a')?.href.startsWith('blob:')`);
   const download = await Promise.all([page.waitForEvent('download'), page.click('#images a')]).then(([d]) => d);
-  assert.match(download.suggestedFilename(), /^visprompt-generate-0\.png$/);
-  return { result, page };
+  assert.equal(download.suggestedFilename(), `visprompt-${kind}-0.png`);
+  return result;
 }
 
-function compare(r: PageResult, what: string): number {
+function compare(r: PageResult, cpu: Tensor, what: string): number {
   assert.deepEqual(r.shape, [...cpu.shape], `${what}: latent shape`);
   const err = maxAbsDiff({ shape: r.shape, data: Float32Array.from(r.latents) }, cpu);
   console.log(`browser demo ${what}: ${M} ${RUN.steps} steps ${RUN.width}x${RUN.height} g${RUN.guidance}: final latents max abs err vs Node CPU ${err.toExponential(2)} (magnitude ${Math.max(...cpu.data.map(Math.abs)).toFixed(2)}), ${r.seconds.toFixed(1)} s in the page`);
@@ -130,20 +174,29 @@ function compare(r: PageResult, what: string): number {
 }
 
 test('browser demo: WebGPU (SwiftShader) text-to-image matches the Node CPU latents', { skip, timeout: 600_000 }, async () => {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan'] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] });
   try {
-    const { result } = await generateIn(browser, 'auto');
+    const { page, errors } = await openDemo(browser);
+    await pickModel(page, errors, '#folder', modelDir(M));
+    const result = await runJob(page, errors, 'generate', 'auto');
     assert.equal(result.device, 'webgpu', 'auto picks WebGPU when the browser has an adapter');
-    compare(result, 'webgpu');
+    compare(result, cpu.t2i, 'webgpu text-to-image');
   } finally { await browser.close(); }
 });
 
-test('browser demo: without WebGPU the page falls back to WebAssembly and matches too', { skip, timeout: 600_000 }, async () => {
-  // No --enable-unsafe-webgpu: headless Chromium on Linux offers no adapter, so 'auto' must take the WASM path.
+test('browser demo: without WebGPU the page falls back to WebAssembly and matches too (text-to-image, vary, single file)', { skip, timeout: 600_000 }, async () => {
+  // No --enable-unsafe-webgpu: headless Chromium offers no adapter, so 'auto' must take the WASM path.
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, '--disable-gpu', '--disable-features=WebGPU'] });
   try {
-    const { result } = await generateIn(browser, 'auto');
-    assert.equal(result.device, 'cpu', 'auto falls back to WebAssembly');
-    compare(result, 'wasm');
+    const { page, errors } = await openDemo(browser);
+    await pickModel(page, errors, '#folder', modelDir(M));
+    const t2i = await runJob(page, errors, 'generate', 'auto');
+    assert.equal(t2i.device, 'cpu', 'auto falls back to WebAssembly');
+    compare(t2i, cpu.t2i, 'wasm text-to-image');
+    compare(await runJob(page, errors, 'vary', 'auto'), cpu.vary, 'wasm vary (InDetail-IP)');
+    // A single-file checkpoint: the bundled CLIP vocabulary stands in for its missing tokenizer files.
+    const single = await openDemo(browser, '?unetHeads=8&textHeads=4');
+    await pickModel(single.page, single.errors, '#single', singleFile);
+    compare(await runJob(single.page, single.errors, 'generate', 'wasm'), cpu.t2i, 'wasm single-file text-to-image');
   } finally { await browser.close(); }
 });

@@ -52,7 +52,9 @@ function open(files: PickedFile[]): void {
   if (!files.length) return;
   modelStatus.dataset.status = 'loading';
   modelStatus.textContent = `Opening ${files.length} file(s)…`;
-  send({ type: 'load', files });
+  const q = new URLSearchParams(location.search);
+  const int = (k: string): number | undefined => (q.has(k) ? Number(q.get(k)) : undefined);
+  send({ type: 'load', files, options: { unetHeads: int('unetHeads'), textHeads: int('textHeads') } });
 }
 
 // <input webkitdirectory>: webkitRelativePath keeps the folder structure ("tiny-sd15/unet/config.json").

@@ -2,6 +2,9 @@
 export interface RGB { width: number; height: number; data: Uint8Array }
 export interface PickedFile { path: string; blob: File }
 
+/** Settings a single-file checkpoint's tensors do not tell (the page's URL query: ?unetHeads=8&textHeads=4). */
+export interface SingleFileOptions { unetHeads?: number; textHeads?: number }
+
 export interface SamplingRequest {
   prompt: string;
   negativePrompt: string;
@@ -15,7 +18,7 @@ export interface SamplingRequest {
 }
 
 export type ToWorker =
-  | { type: 'load'; files: PickedFile[] }
+  | { type: 'load'; files: PickedFile[]; options: SingleFileOptions }
   | ({ type: 'generate' } & SamplingRequest)
   | ({ type: 'vary'; reference: RGB; inversionPrompt: string; lambdaP: number; stratifiedSteps?: number } & SamplingRequest)
   | { type: 'cancel' };

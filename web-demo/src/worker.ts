@@ -8,21 +8,21 @@ import {
 } from '../../src/runtime/web/index.js';
 import vocabUrl from '../../assets/clip/vocab.json?url';
 import mergesUrl from '../../assets/clip/merges.txt?url';
-import type { FromWorker, SamplingRequest, ToWorker } from './protocol.js';
+import type { FromWorker, SamplingRequest, SingleFileOptions, ToWorker } from './protocol.js';
 
 let ck: Checkpoint | undefined;
 let abort: AbortController | undefined;
 const post = (m: FromWorker, transfer: Transferable[] = []): void => (self as unknown as Worker).postMessage(m, transfer);
 const onProgress = (e: ProgressEvent): void => post({ type: 'progress', stage: e.stage, step: e.step, total: e.total });
 
-async function load(files: { path: string; blob: File }[]): Promise<void> {
+async function load(files: { path: string; blob: File }[], options: SingleFileOptions): Promise<void> {
   const root = mountModel(files);
   // Single-file checkpoints have no tokenizer files: the build ships the CLIP vocabulary.
   if (files.length === 1) {
     const [vocab, merges] = await Promise.all([fetch(vocabUrl), fetch(mergesUrl)].map(async (r) => (await r).blob()));
     mountBundledTokenizer(vocab!, merges!);
   }
-  ck = openCheckpoint(root);
+  ck = openCheckpoint(root, Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)));
   const unet = ck.unet();
   const factor = ck.autoencoder().scaleFactor;
   const components = ['text_encoder', 'text_encoder_2', 'unet', 'vae', 'image_encoder'].filter((c) => ck!.has(c as Parameters<Checkpoint['has']>[0]));
@@ -39,7 +39,7 @@ async function prepare(r: SamplingRequest): Promise<string> {
 
 async function handle(m: ToWorker): Promise<void> {
   if (m.type === 'cancel') { abort?.abort(); return; }
-  if (m.type === 'load') { await load(m.files); return; }
+  if (m.type === 'load') { await load(m.files, m.options); return; }
   const device = await prepare(m);
   const t0 = performance.now();
   const common = {
