@@ -17,6 +17,7 @@ import { registerFuseCommand } from './commands/fuse.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerServeCommands } from './commands/serve.js';
 import { registerEvalCommand } from './commands/eval.js';
+import { registerBenchmarkCommand } from './commands/benchmark.js';
 import { parseLoraSpec, type LoraSpec } from '../adapters/lora/lora-set.js';
 
 export interface GlobalOptions {
@@ -77,6 +78,7 @@ registerFuseCommand(program, globals);
 registerInspectCommand(program);
 registerServeCommands(program, globals);
 registerEvalCommand(program, globals);
+registerBenchmarkCommand(program, globals);
 for (const cmd of program.commands) {
   cmd.addOption(new Option('--quiet', 'no progress bars').default(false)).exitOverride();
   cmd.addOption(precisionOption());
