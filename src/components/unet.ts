@@ -172,6 +172,7 @@ export function composeVariants(variants: readonly (UNetVariant | undefined)[]):
       const all = list.map((v) => v.hooks(g, batch, inputs));
       return {
         attention: (call) => { for (const h of all) { const r = h.attention?.(call); if (r) return r; } return undefined; },
+        groupNorm: (call) => { for (const h of all) { const r = h.groupNorm?.(call); if (r) return r; } return undefined; },
         skip: (k, s) => all.reduce((acc, h) => (h.skip ? h.skip(k, acc) : acc), s),
         midBlock: (x, temb) => all.reduce((acc, h) => (h.midBlock ? h.midBlock(acc, temb) : acc), x),
         tap: (name, v) => { for (const h of all) h.tap?.(name, v); },

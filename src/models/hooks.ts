@@ -21,9 +21,21 @@ export interface AttentionCall {
   plain(q: Value, k: Value, v: Value): Value;
 }
 
+/** A GroupNorm of the denoising UNet (resnet norm1/norm2, Transformer2DModel norm, conv_norm_out). */
+export interface GroupNormCall {
+  /** e.g. `down_blocks.0.resnets.1.norm2`, `mid_block.attentions.0.norm`, `conv_norm_out` */
+  readonly path: string;
+  /** [B, C, H, W] */
+  readonly x: Value;
+  /** The layer itself (statistics over its groups, then its affine) on any [B', C, H', W'] input. */
+  norm(x: Value): Value;
+}
+
 export interface UNetHooks {
   /** Replace an attention layer's core (before to_out). Return undefined to keep the plain one. */
   attention?(call: AttentionCall): Value | undefined;
+  /** Replace a GroupNorm (StyleAligned's shared statistics). Return undefined to keep the plain one. */
+  groupNorm?(call: GroupNormCall): Value | undefined;
   /** The mid-block output (h-space) and the time embedding; return the value the up blocks should see. */
   midBlock?(h: Value, temb: Value): Value;
   /** Each skip connection as the up blocks will consume it (index in diffusers' down_block_res_samples order). */

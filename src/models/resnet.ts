@@ -2,7 +2,9 @@
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
-import { conv2d, groupNorm, linear, silu } from '../graph/nn.js';
+import { conv2d, linear, silu } from '../graph/nn.js';
+import { hookedGroupNorm } from './group-norm-hook.js';
+import type { UNetHooks } from './hooks.js';
 
 export interface ResnetSpec {
   readonly inChannels: number;
@@ -15,13 +17,14 @@ export interface ResnetSpec {
 }
 
 /** h = conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))); out = (shortcut(x) + h) / scale */
-export function resnetBlock2D(x: Value, temb: Value | null, vb: WeightsView, s: ResnetSpec): Value {
-  let h = conv2d(silu(groupNorm(x, vb.pp('norm1'), s.groups, s.eps)), vb.pp('conv1'), s.inChannels, s.outChannels, 3, { padding: 1 });
+/** `hooks`/`path` (diffusers module path of the block): UNet hooks may replace its GroupNorms. */
+export function resnetBlock2D(x: Value, temb: Value | null, vb: WeightsView, s: ResnetSpec, hooks?: UNetHooks, path = ''): Value {
+  let h = conv2d(silu(hookedGroupNorm(x, vb.pp('norm1'), s.groups, s.eps, `${path}.norm1`, hooks)), vb.pp('conv1'), s.inChannels, s.outChannels, 3, { padding: 1 });
   if (temb && s.tembChannels > 0) {
     const t = linear(silu(temb), vb.pp('time_emb_proj'), s.tembChannels, s.outChannels);
     h = op.add(h, op.reshape(t, [t.dim(0), s.outChannels, 1, 1]));
   }
-  h = conv2d(silu(groupNorm(h, vb.pp('norm2'), s.groups, s.eps)), vb.pp('conv2'), s.outChannels, s.outChannels, 3, { padding: 1 });
+  h = conv2d(silu(hookedGroupNorm(h, vb.pp('norm2'), s.groups, s.eps, `${path}.norm2`, hooks)), vb.pp('conv2'), s.outChannels, s.outChannels, 3, { padding: 1 });
   const shortcut = s.inChannels !== s.outChannels || vb.has('conv_shortcut.weight')
     ? conv2d(x, vb.pp('conv_shortcut'), s.inChannels, s.outChannels, vb.shape('conv_shortcut.weight')[2]!, { padding: vb.shape('conv_shortcut.weight')[2] === 3 ? 1 : 0 })
     : x;

@@ -6,7 +6,8 @@
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
-import { conv2d, gelu, groupNorm, layerNorm, linear } from '../graph/nn.js';
+import { conv2d, gelu, layerNorm, linear } from '../graph/nn.js';
+import { hookedGroupNorm } from './group-norm-hook.js';
 import { attention } from './attention.js';
 import type { UNetHooks } from './hooks.js';
 
@@ -40,7 +41,7 @@ function basicTransformerBlock(x: Value, context: Value, vb: WeightsView, s: Tra
 export function transformer2D(x: Value, context: Value, vb: WeightsView, s: Transformer2DSpec, hooks?: UNetHooks): Value {
   const [b, c, hh, ww] = x.shape as [number, number, number, number];
   const inner = s.heads * s.dimHead;
-  const normed = groupNorm(x, vb.pp('norm'), s.groups, 1e-6);
+  const normed = hookedGroupNorm(x, vb.pp('norm'), s.groups, 1e-6, `${s.path}.norm`, hooks);
   const toTokens = (v: Value): Value => op.reshape(op.transpose(v, [0, 2, 3, 1]), [b, hh * ww, v.dim(1)]);
   let tokens = s.useLinearProjection
     ? linear(toTokens(normed), vb.pp('proj_in'), c, inner)

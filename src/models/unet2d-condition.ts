@@ -7,7 +7,8 @@ import { Config } from '../io/config.js';
 import { FileFormatError } from '../errors.js';
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
-import { conv2d, groupNorm, silu } from '../graph/nn.js';
+import { conv2d, silu } from '../graph/nn.js';
+import { hookedGroupNorm } from './group-norm-hook.js';
 import * as op from '../graph/ops.js';
 import type { UNetHooks } from './hooks.js';
 import { resnetBlock2D } from './resnet.js';
@@ -135,7 +136,7 @@ function transformerSpec(cfg: UNet2DConditionConfig, path: string, channels: num
 function skeleton(temb: Value, ctx: Value, cfg: UNet2DConditionConfig, hooks?: UNetHooks): SkeletonSpec {
   const n = cfg.downBlockTypes.length;
   const layer = (cross: boolean, heads: number, layers: number) => (h: Value, outC: number, bv: WeightsView, path: string, j: number): Value => {
-    const r = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC));
+    const r = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC), hooks, `${path}.resnets.${j}`);
     return cross ? transformer2D(r, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, heads, layers), hooks) : r;
   };
   return {
@@ -160,9 +161,9 @@ export function unetMidBlock(x: Value, temb: Value, ctx: Value, vb: WeightsView,
   const n = cfg.downBlockTypes.length;
   const c = cfg.blockOutChannels[n - 1]!;
   return x.graph.scope('mid_block', () => {
-    let h = resnetBlock2D(x, temb, vb.pp('resnets.0'), resnetSpec(cfg, c, c));
+    let h = resnetBlock2D(x, temb, vb.pp('resnets.0'), resnetSpec(cfg, c, c), hooks, 'mid_block.resnets.0');
     h = transformer2D(h, ctx, vb.pp('attentions.0'), transformerSpec(cfg, 'mid_block.attentions.0', c, cfg.numAttentionHeads[n - 1]!, cfg.transformerLayersPerBlock[n - 1]!), hooks);
-    return resnetBlock2D(h, temb, vb.pp('resnets.1'), resnetSpec(cfg, c, c));
+    return resnetBlock2D(h, temb, vb.pp('resnets.1'), resnetSpec(cfg, c, c), hooks, 'mid_block.resnets.1');
   });
 }
 
@@ -178,5 +179,5 @@ export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet
     if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
   }
   x = upBlocks(x, down.skips, vb, skeleton(temb, ctx, cfg, hooks), hooks);
-  return conv2d(silu(groupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
+  return conv2d(silu(hookedGroupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps, 'conv_norm_out', hooks)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
 }
