@@ -46,7 +46,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { configureEngine } from '../src/graph/session.js';
+import { configureEngine, type Device } from '../src/graph/session.js';
 import { fmtGiB, fmtS, patchSessionCreate, round, spawnMeasure, verdict, type Job, type Measure, type Options, type Result } from './harness.js';
 import { MEASURES as ALL } from './measures/index.js';
 
@@ -116,8 +116,11 @@ function fail(message: string): never {
 async function runChild(measure: string, opts: Options): Promise<void> {
   patchSessionCreate(opts);
   if (opts.threads) configureEngine({ threads: opts.threads });
+  // Any measure on a GPU (scripts/gpu-check.sh): VISPROMPT_BENCH_DEVICE=webgpu|cuda; the line records it.
+  const device = process.env.VISPROMPT_BENCH_DEVICE as Device | undefined;
+  if (device) configureEngine({ device });
   const r = await BY_NAME.get(measure)!.run(opts);
-  process.stdout.write(`${JSON.stringify(r)}\n`);
+  process.stdout.write(`${JSON.stringify(device ? { device, ...r } : r)}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ const LATENT_TOL = 2e-4;
 /** SwiftShader compiles every WGSL kernel on the CPU: few steps, small size. */
 const VARY = { inversionPrompt: 'a photograph', lambdaP: 1 };
 const RUN = { prompt: 'a photograph of a cat', negativePrompt: 'blurry', steps: 2, guidance: 7.5, width: 32, height: 32, seed: 7 };
+/** SwiftShader by default; scripts/gpu-check.sh --browser-gpu gives the flags for a machine's GPU instead. */
+const WEBGPU_ADAPTER_ARGS = process.env.VISPROMPT_BROWSER_WEBGPU_ARGS?.split(' ').filter(Boolean) ?? ['--use-webgpu-adapter=swiftshader'];
 const BASE_ARGS = ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 const skip = fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium): the browser demo is untested`;
@@ -174,7 +176,7 @@ function compare(r: PageResult, cpu: Tensor, what: string): number {
 }
 
 test('browser demo: WebGPU (SwiftShader) text-to-image matches the Node CPU latents', { skip, timeout: 600_000 }, async () => {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, '--enable-unsafe-webgpu', ...WEBGPU_ADAPTER_ARGS] });
   try {
     const { page, errors } = await openDemo(browser);
     await pickModel(page, errors, '#folder', modelDir(M));

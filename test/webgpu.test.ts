@@ -72,7 +72,8 @@ if (!inChild) {
     assert.match(r.stdout, /✔ webgpu: UNet call/, `the WebGPU tests did not run in the child:\n${r.stdout}`);
   });
 } else {
-  configureEngine({ device: 'webgpu' });
+  // scripts/gpu-check.sh reruns this subset on CUDA with VISPROMPT_PARITY_DEVICE=cuda (same goldens, same bounds).
+  configureEngine({ device: process.env.VISPROMPT_PARITY_DEVICE === 'cuda' ? 'cuda' : 'webgpu' });
 
   test('webgpu: UNet call matches diffusers (noise_pred and taps)', async () => {
     const dir = path.join(modelDir(M), 'unet');

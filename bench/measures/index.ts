@@ -9,6 +9,7 @@ import { pnoIteration } from './pno-iteration.js';
 import { taesdDecodeRatioMeasure } from './taesd-decode-ratio.js';
 import { textEncode } from './text-encode.js';
 import { tinySd15T2i, tinySd21T2i } from './tiny-t2i.js';
+import { tinyUnetStepDevices } from './tiny-unet-step-devices.js';
 import { unetStep } from './unet-step.js';
 import { unetStepSdxl } from './unet-step-sdxl.js';
 import { vaeDecodeMeasure } from './vae-decode.js';
@@ -23,6 +24,8 @@ export const MEASURES: readonly Measure[] = [
   pipelineT2iDisk, pipelineT2iF16, pnoIteration,
   // the tiny test models
   tinySd15T2i, tinySd21T2i,
+  // the tiny UNet step on cpu / webgpu / cuda, whichever are at hand (scripts/gpu-check.sh)
+  tinyUnetStepDevices,
   // SDXL at twice the latent size of --size (default 128 = 1024x1024): heavy, about 10 GiB of weights
   unetStepSdxl,
 ];
