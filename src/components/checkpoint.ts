@@ -3,6 +3,7 @@
  * component folder on its own. Components load lazily, each once per process; a missing component
  * is reported with the folder it was expected in.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../errors.js';
@@ -148,7 +149,15 @@ export class Checkpoint {
   private partWeights(name: LoraComponent): { weights: TensorSource; id: string } {
     const base = this.baseWeights(name);
     const weights = this.loraSet?.weights(name, base) ?? base;
-    return { weights, id: `${this.path}#${name}${weights !== base ? `:lora-${this.loraSet!.fingerprint}` : ''}` };
+    return { weights, id: `${this.path}#${name}${this.configTag(name)}${weights !== base ? `:lora-${this.loraSet!.fingerprint}` : ''}` };
+  }
+
+  /**
+   * Sessions are cached per process by id: the same file opened with other configs (a single file with other
+   * --sd-version / head counts / --config) builds other graphs, so the id carries the config's fingerprint.
+   */
+  private configTag(name: ComponentName): string {
+    return `:cfg-${crypto.createHash('sha1').update(JSON.stringify(this.source(name).config().raw)).digest('hex').slice(0, 12)}`;
   }
 
   private once<T>(key: string, load: () => T): T {
@@ -224,7 +233,7 @@ export class Checkpoint {
   vae(): VAE {
     return this.once('vae', () => {
       const s = this.source('vae');
-      return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae`, this.precision);
+      return new VAE(autoencoderConfig(s.config()), new WeightsView(s.weights()), `${this.path}#vae${this.configTag('vae')}`, this.precision);
     });
   }
 
