@@ -200,7 +200,7 @@ export function countFlops(g: ShapeGraph): { total: number; byOp: Record<string,
     if (n.op === 'Conv') {
       const w = g.shapeOf(n.inputs[1]!); // [OC, IC/groups, KH, KW]
       f = 2 * numel(g.shapeOf(n.outputs[0]!)) * w[1]! * w[2]! * w[3]!;
-    } else if (n.op === 'MatMul') {
+    } else if (n.op === 'MatMul' || n.op === 'DynamicQuantizeMatMul' || n.op === 'MatMulIntegerToFloat') { // (int8 products: the same multiply-adds)
       const a = g.shapeOf(n.inputs[0]!);
       f = 2 * numel(g.shapeOf(n.outputs[0]!)) * a[a.length - 1]!;
     } else if (n.op === 'Gemm') {

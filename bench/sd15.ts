@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ComponentSource } from '../src/components/checkpoint.js';
 import type { UNetVariant } from '../src/components/unet.js';
+import { usePrecision, type Precision } from '../src/graph/quantize.js';
 import type { Feed } from '../src/graph/session.js';
 import { Config, type Json } from '../src/io/config.js';
 import { WeightsView } from '../src/io/weights.js';
@@ -126,8 +127,8 @@ export const randomComponent = (name: string, raw: Record<string, Json>, rw: Ran
  * The UNet graph as src/components/unet.ts `UNet.run` builds it for a text-conditioned UNet: inputs
  * sample / timestep / encoder_hidden_states, then the variant's hooks (which declare its extra inputs).
  */
-export function unetGraph(cfg: UNet2DConditionConfig, vb: WeightsView, b: number, s: number, variant?: UNetVariant): ShapeGraph {
-  const g = new ShapeGraph('unet');
+export function unetGraph(cfg: UNet2DConditionConfig, vb: WeightsView, b: number, s: number, variant?: UNetVariant, precision: Precision = 'fp32'): ShapeGraph {
+  const g = usePrecision(new ShapeGraph('unet'), precision);
   const x = g.input('sample', [b, cfg.inChannels, s, s]);
   const t = g.input('timestep', [b]);
   const c = g.input('encoder_hidden_states', [b, 77, cfg.crossAttentionDim]);

@@ -1,6 +1,7 @@
 /** Every measure of `npm run bench`, in the order the runner runs them (a new measure: one file + one line here). */
 import type { Measure } from '../harness.js';
 import { controlnetStepRatio } from './controlnet-step-ratio.js';
+import { controlnetStepInt8 } from './controlnet-step-int8.js';
 import { matmulCeiling } from './matmul-ceiling.js';
 import { pipelineT2i } from './pipeline-t2i.js';
 import { pipelineT2iDisk } from './pipeline-t2i-disk.js';
@@ -12,6 +13,8 @@ import { tinySd15T2i, tinySd21T2i } from './tiny-t2i.js';
 import { tinyUnetStepDevices } from './tiny-unet-step-devices.js';
 import { unetStep } from './unet-step.js';
 import { unetStepSdxl } from './unet-step-sdxl.js';
+import { unetStepInt8 } from './unet-step-int8.js';
+import { vaeDecodeInt8 } from './vae-decode-int8.js';
 import { vaeDecodeMeasure } from './vae-decode.js';
 import { varyStepRatioMeasure } from './vary-step-ratio.js';
 
@@ -20,6 +23,8 @@ export const MEASURES: readonly Measure[] = [
   matmulCeiling, unetStep, vaeDecodeMeasure, textEncode,
   // whole pipeline, and ratios against the plain CFG step
   pipelineT2i, varyStepRatioMeasure, controlnetStepRatio, taesdDecodeRatioMeasure,
+  // --precision int8 against float32 (issue 15)
+  unetStepInt8, controlnetStepInt8, vaeDecodeInt8,
   // from files
   pipelineT2iDisk, pipelineT2iF16, pnoIteration,
   // the tiny test models

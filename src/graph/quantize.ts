@@ -23,7 +23,7 @@ export const PRECISIONS: readonly Precision[] = ['fp32', 'int8'];
 const int8Graphs = new WeakSet<Graph>();
 
 /** Mark a graph for int8 (its quantizable layers are emitted quantized); fp32 leaves it untouched. */
-export function usePrecision(g: Graph, precision: Precision): Graph {
+export function usePrecision<G extends Graph>(g: G, precision: Precision): G {
   if (precision === 'int8') {
     if (engineDevice() !== 'cpu') throw new InputError(`--precision int8 runs on --device cpu only (ONNX Runtime's ${engineDevice()} provider has no dynamically quantized kernels); use --precision fp32 on ${engineDevice()}`);
     int8Graphs.add(g);
