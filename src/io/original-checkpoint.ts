@@ -129,7 +129,15 @@ export interface OriginalLayoutContext {
   readonly textLayout: TextEncoderLayout;
   /** SDXL's prefixes (conditioner.embedders.0/1) for the text encoders. */
   readonly sdxl?: boolean;
+  /** Where an LCM-distilled UNet's guidance projection (diffusers time_embedding.cond_proj) lives in the file. */
+  readonly unetCondProj?: string;
 }
+
+/**
+ * The spellings of LCM's guidance projection in single files: converters that keep unknown diffusers names
+ * (the usual case) write `time_embedding.cond_proj`; some write it under the ldm time_embed's first Linear.
+ */
+const COND_PROJ_ORIGINAL = ['time_embedding.cond_proj.', 'time_embed.0.cond_proj.'] as const;
 
 const RESNET_UNET: Record<string, string> = {
   norm1: 'in_layers.0', conv1: 'in_layers.2', time_emb_proj: 'emb_layers.1', norm2: 'out_layers.0', conv2: 'out_layers.3', conv_shortcut: 'skip_connection',
@@ -148,6 +156,7 @@ function unetOriginal(k: string, ctx: OriginalLayoutContext): string | undefined
     ['conv_in.', 'input_blocks.0.0.'], ['conv_norm_out.', 'out.0.'], ['conv_out.', 'out.2.'],
     ['add_embedding.linear_1.', 'label_emb.0.0.'], ['add_embedding.linear_2.', 'label_emb.0.2.'],
   ];
+  if (k.startsWith('time_embedding.cond_proj.')) return (ctx.unetCondProj ?? COND_PROJ_ORIGINAL[0]) + k.slice('time_embedding.cond_proj.'.length);
   for (const [d, o] of fixed) if (k.startsWith(d)) return o + k.slice(d.length);
   const per = ctx.layersPerBlock + 1;
   let m: RegExpExecArray | null;
@@ -324,6 +333,8 @@ interface UNetArch {
   linearProjection: boolean;
   /** SDXL: in_features of label_emb.0.0 (diffusers' projection_class_embeddings_input_dim). */
   addInputDim?: number;
+  /** LCM-distilled: the guidance projection's original prefix and its in_features (diffusers' time_cond_proj_dim). */
+  condProj?: { prefix: string; dim: number };
 }
 
 interface VaeArch {
@@ -422,7 +433,13 @@ function inferUnet(h: Header): UNetArch {
     outChannels: h.dim(`${P}out.2.weight`, 0, why),
     channels, layersPerBlock, downAttention, upAttention, depth, crossAttentionDim, linearProjection,
     ...(h.has(label) ? { addInputDim: h.dim(label, 1, 'projection_class_embeddings_input_dim', 2) } : {}),
+    ...condProjOf(h),
   };
+}
+
+function condProjOf(h: Header): { condProj?: { prefix: string; dim: number } } {
+  const prefix = COND_PROJ_ORIGINAL.find((p) => h.has(`${UNET_PREFIX}${p}weight`));
+  return prefix ? { condProj: { prefix, dim: h.dim(`${UNET_PREFIX}${prefix}weight`, 1, 'time_cond_proj_dim', 2) } } : {};
 }
 
 function inferVae(h: Header): VaeArch {
@@ -498,6 +515,7 @@ function unetKeys(a: UNetArch): string[] {
   };
   for (const n of ['time_embedding.linear_1', 'time_embedding.linear_2', 'conv_in', 'conv_norm_out', 'conv_out']) wb(n);
   if (a.addInputDim !== undefined) { wb('add_embedding.linear_1'); wb('add_embedding.linear_2'); }
+  if (a.condProj) keys.push('time_embedding.cond_proj.weight'); // nn.Linear(bias=False)
   const n = a.channels.length;
   let ch = a.channels[0]!;
   const skips = [ch];
@@ -838,6 +856,7 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
     }
     Object.assign(unetJson, { addition_embed_type: 'text_time', addition_time_embed_dim: timeDim, projection_class_embeddings_input_dim: unet.addInputDim });
   }
+  if (unet.condProj) unetJson.time_cond_proj_dim = unet.condProj.dim;
 
   const ctx: OriginalLayoutContext = {
     layersPerBlock: unet.layersPerBlock,
@@ -845,6 +864,7 @@ function build(file: string, sf: TensorFile, rowReader: RowReader, opts: Origina
     vaeLevels: vae?.channels.length ?? 0,
     textLayout: textLayout ?? 'clip',
     ...(sdxl ? { sdxl: true } : {}),
+    ...(unet.condProj ? { unetCondProj: unet.condProj.prefix } : {}),
   };
   const component = (name: OriginalComponentName, json: Record<string, Json>, keys: string[], rename?: (k: string) => string): OriginalComponent => {
     const source = new OriginalLayoutSource(file, sf, buildEntries(h, name, keys, ctx, rename), rowReader);

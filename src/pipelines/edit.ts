@@ -12,9 +12,12 @@ import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { checkTimestep } from './inject.js';
 import { imageToLatents, invert } from './invert.js';
 import type { RunControl } from './progress.js';
+import type { PreviewOptions } from './preview.js';
 import { InputError } from '../errors.js';
 
 export interface EditOptions extends RunControl {
+  /** Decoded previews of the x0 prediction every N steps, reported as progress events (`--preview-every`). */
+  preview?: PreviewOptions;
   image: RGBImage;
   /** Safetensors file of the attribute network (DeltaBlock). */
   attribute: string;
@@ -52,6 +55,7 @@ export async function edit(ck: Checkpoint, o: EditOptions): Promise<GeneratedIma
     etaAt: (t) => (t < tBoost ? 1 : 0),
     noise: o.noise,
     onProgress: o.onProgress,
+    preview: o.preview,
     signal: o.signal,
   });
   const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);

@@ -21,8 +21,11 @@ import { concatRows, rows, type Tensor } from '../tensor.js';
 import { latentShape, type GeneratedImages, type SamplingOptions } from './common.js';
 import { report } from './progress.js';
 import { initialLatents, textToImage } from './text-to-image.js';
+import type { PreviewOptions } from './preview.js';
 
 export interface FuseOptions extends SamplingOptions {
+  /** Decoded previews of the x0 prediction every N steps, reported as progress events (`--preview-every`). */
+  preview?: PreviewOptions;
   aligner: string;
   reference: RGBImage;
   fusion?: Fusion;
@@ -63,7 +66,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   const shape = latentShape(vae.scaleFactor, unet.inChannels, k, o.width ?? unet.sampleSize * vae.scaleFactor, o.height ?? unet.sampleSize * vae.scaleFactor);
   const noise = initialLatents(shape, o.latents, o.noise);
   if (pnoSteps === 0) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: { cond: emb.rows(0).withEmbeds(fused.cond), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: { cond: emb.rows(0).withEmbeds(fused.cond), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
@@ -97,7 +100,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   // Generate each image from its optimized noise and conditioning.
   const images = [], finals = [];
   for (let i = 0; i < k; i++) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
     images.push(...r.images);
     finals.push(r.latents);
   }

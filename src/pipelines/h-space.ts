@@ -13,6 +13,7 @@ import { DDIMScheduler } from '../schedulers/ddim.js';
 import { concatRows, hasNonFinite, rows, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
 import { concatConditioning, type Conditioning } from '../components/prompt-conditioner.js';
+import { previewHook, type PreviewOptions } from './preview.js';
 
 export interface HSpaceStep {
   /** Whether the edit is applied at this step. */
@@ -41,6 +42,8 @@ export interface HSpaceSamplingOptions extends RunControl {
   noise?: NoiseSource;
   /** Inspection: at each edited step, h and the edited h' of the edited rows. */
   onHSpace?: (t: number, h: Tensor, edited: Tensor) => void;
+  /** Decoded previews of each step's x0 prediction every N steps, reported as progress events. */
+  preview?: PreviewOptions;
 }
 
 /** Per-row std over all but the first axis (torch.std, unbiased). */
@@ -62,6 +65,9 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
   const doubled = o.context ? concatConditioning([o.context, o.context]) : undefined;
   let x = o.xT;
   const ts = scheduler.timesteps;
+  const preview = previewHook(ck, o);
+  // After step i: the x0 the step aimed at (the edited one on edited steps) and the new x_t.
+  const previewStep = async (i: number, x0: Float32Array): Promise<void> => preview?.(i + 1, ts.length, { shape: x.shape, data: x0 }, x);
   for (let i = 0; i < ts.length; i++) {
     const t = ts[i]!;
     report(o, 'denoise', i, ts.length);
@@ -69,7 +75,9 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
     const eta = o.etaAt(t);
     if (!plan.on) {
       const { noisePred } = await unet.run({ sample: x, timestep: t, ...o.context });
-      x = { shape: x.shape, data: scheduler.step(noisePred.data, t, x.data, { eta, noise: o.noise }).prevSample };
+      const r = scheduler.step(noisePred.data, t, x.data, { eta, noise: o.noise });
+      x = { shape: x.shape, data: r.prevSample };
+      await previewStep(i, r.predOriginalSample);
       continue;
     }
     const feeds = hSpaceFeeds(o.edit, b, { on: true, gamma: plan.gamma, strength: plan.strength, content: plan.content, mask: o.mask });
@@ -91,9 +99,13 @@ export async function hSpaceSample(ck: Checkpoint, o: HSpaceSamplingOptions): Pr
       }
       x = { shape: x.shape, data: moved };
       const again = await unet.run({ sample: x, timestep: t, ...o.context });
-      x = { shape: x.shape, data: scheduler.step(again.noisePred.data, t, x.data, { eta, noise: o.noise }).prevSample };
+      const r = scheduler.step(again.noisePred.data, t, x.data, { eta, noise: o.noise });
+      x = { shape: x.shape, data: r.prevSample };
+      await previewStep(i, r.predOriginalSample);
     } else {
-      x = { shape: x.shape, data: scheduler.asymmetricStep(plain, edited, t, x.data, { eta, noise: o.noise, dtLambda: o.dtLambdaAt?.(t) ?? 1 }).prevSample };
+      const r = scheduler.asymmetricStep(plain, edited, t, x.data, { eta, noise: o.noise, dtLambda: o.dtLambdaAt?.(t) ?? 1 });
+      x = { shape: x.shape, data: r.prevSample };
+      await previewStep(i, r.predOriginalSample);
     }
     o.signal?.throwIfAborted();
   }

@@ -14,8 +14,11 @@ import { decodeLatents, type GeneratedImages, referenceAtSize, samplesToImages }
 import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { imageToLatents, invert } from './invert.js';
 import type { RunControl } from './progress.js';
+import type { PreviewOptions } from './preview.js';
 
 export interface InjectOptions extends RunControl {
+  /** Decoded previews of the x0 prediction every N steps, reported as progress events (`--preview-every`). */
+  preview?: PreviewOptions;
   original: RGBImage;
   content: RGBImage;
   /** Text conditioning for SD models (inversion and generation); ignored by pixel-space models. */
@@ -107,6 +110,7 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
     omega: o.omega,
     noise: o.noise,
     onProgress: o.onProgress,
+    preview: o.preview,
     signal: o.signal,
   });
   const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);

@@ -73,6 +73,11 @@ export function openFor(ctx: Pick<RunContext, 'models'>, o: { model: string; lor
   return ctx.models.checkpoint(o.model, 'model', { loras, vaeTiny });
 }
 
+/** `previewEvery`: previews of the x0 prediction in the progress events, decoded by the tiny VAE when the job names one. */
+function previewOf(o: { previewEvery?: number; vaeTiny?: string }, ck: Checkpoint): { preview?: { every: number; decoder?: ReturnType<Checkpoint['autoencoder']> } } {
+  return o.previewEvery ? { preview: { every: o.previewEvery, decoder: o.vaeTiny ? ck.autoencoder() : undefined } } : {};
+}
+
 /** The names a job refers to under --models, checked without loading anything (a 4xx at submission). */
 export function checkNames(ctx: Pick<RunContext, 'models'>, o: { lora?: string[]; vaeTiny?: string; ipAdapter?: string[]; imageEncoder?: string; ipImage?: string[]; ipScale?: number[] }): void {
   for (const [j, spec] of (o.lora ?? []).entries()) ctx.models.path(parseLoraSpec(spec, `lora[${j}]`).path, `lora[${j}]`, ['weights']);
@@ -153,7 +158,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
         prompt: o.prompt ?? '', negativePrompt: o.negativePrompt, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), scheduler: o.scheduler as string | undefined, timestepSpacing: o.timestepSpacing as never,
         eta: o.eta, clipSkip: o.clipSkip, ...conditioning(o), controls: await controls(ctx, o), ...(await ipAdaptersOf(ctx, o)),
-        ...(o.previewEvery ? { preview: { every: o.previewEvery, decoder: o.vaeTiny ? ck.autoencoder() : undefined } } : {}), ...ctl,
+        ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: String(s), noise: o.noise,
@@ -166,7 +171,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const cs = await controls(ctx, o);
       const method = createMethod(o.method as string, o.steps, {
         guidanceMode: o.guidanceMode as VaryParams['guidanceMode'] & ('conflict-free' | 'conflicting' | undefined), stratifiedSteps: o.stratifiedSteps,
-        lambdaP: o.lambdaP, lambdaG: o.lambdaG, tAlign: o.tAlign, startStep: o.startStep, startLayer: o.startLayer, controlnet: cs.length > 0,
+        lambdaP: o.lambdaP, lambdaG: o.lambdaG, tAlign: o.tAlign, tEarly: o.tEarly, startStep: o.startStep, startLayer: o.startLayer, controlnet: cs.length > 0,
       });
       const prompt = o.prompt ?? o.inversionPrompt ?? '';
       if (o.scheduler !== undefined && o.scheduler !== 'ddim') throw new HttpError(400, `scheduler: vary samples with ddim only (as its method's official code); omit scheduler or pass ddim`);
@@ -176,7 +181,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
         reference: await image(ctx, o.image, 'image'), method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt,
         steps: o.steps, guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height, noise: createNoise(o.noise as NoiseKind, s),
         controls: cs, controlUncondSteps: o.controlUncondSteps, ...conditioning(o), ...(await ipAdaptersOf(ctx, o)), onWarning,
-        ...(o.previewEvery ? { preview: { every: o.previewEvery, decoder: o.vaeTiny ? ck.autoencoder() : undefined } } : {}), ...ctl,
+        ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt, inversion_prompt: o.inversionPrompt ?? prompt,
@@ -188,7 +193,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const o = params as InvertParams;
       const ck = openFor(ctx, o);
       const { prompt2, micro } = conditioning(o) as { prompt2?: string; micro: never };
-      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, ...ctl });
+      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, width: o.width, height: o.height, ...ctl });
       const chain = concatRows(inv.chain);
       const file = writeTensors(ctx, 'chain.safetensors', { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       return { files: [file], warnings };
@@ -196,13 +201,13 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
     case 'inject': {
       const o = params as InjectParams;
       if (o.gamma !== undefined && o.gammaRamp) throw new HttpError(400, 'gamma: give gamma or gammaRamp, not both');
-      const ck = ctx.models.checkpoint(o.model);
+      const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const gamma = (o.gammaRamp as [number, number] | undefined) ?? o.gamma ?? 0.5;
       const r = await inject(ck, {
         original: await image(ctx, o.image, 'image'), content: await image(ctx, o.content, 'content'), prompt: o.prompt, steps: o.steps, tEdit: o.tEdit,
         gamma, omega: o.omega, mask: o.mask ? await image(ctx, o.mask, 'mask') : undefined, tNoise: o.tNoise, dtLambda: o.dtLambda,
-        noise: createNoise(o.noise as NoiseKind, s), onWarning, ...ctl,
+        noise: createNoise(o.noise as NoiseKind, s), onWarning, ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, { method: 'injectfusion', image: o.image, content: o.content, t_edit: o.tEdit, gamma, omega: o.omega, seed: String(s), prompt: o.prompt ?? null, steps: o.steps, model: o.model }, warnings);
       return { files, seed: String(s), warnings };
@@ -213,7 +218,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const s = seedOf(o.seed);
       const r = await edit(ck, {
         image: await image(ctx, o.image, 'image'), attribute: ctx.models.file(o.attribute, 'attribute'), prompt: o.prompt, steps: o.steps, strength: o.strength,
-        tEdit: o.tEdit, tBoost: o.tBoost, noise: createNoise(o.noise as NoiseKind, s), onWarning, ...ctl,
+        tEdit: o.tEdit, tBoost: o.tBoost, noise: createNoise(o.noise as NoiseKind, s), onWarning, ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, { method: 'asyrp', image: o.image, attribute: o.attribute, strength: o.strength, t_edit: o.tEdit, t_boost: o.tBoost, seed: String(s), prompt: o.prompt ?? null, steps: o.steps, model: o.model }, warnings);
       return { files, seed: String(s), warnings };
@@ -226,7 +231,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
         aligner: ctx.models.file(o.aligner, 'aligner'), reference: await image(ctx, o.image, 'image'), prompt: o.prompt, negativePrompt: o.negativePrompt,
         fusion: o.fusion as FuseParams['fusion'] & ('concat' | 'average' | 'cross-attention'), steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), pnoSteps: o.pnoSteps, pnoLr: o.pnoLr,
-        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), ...conditioning(o), ...ctl,
+        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), ...conditioning(o), ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         method: 'visual-concept-fusion', fusion: o.fusion, aligner: o.aligner, reference: o.image, prompt: o.prompt, negative_prompt: o.negativePrompt ?? '',

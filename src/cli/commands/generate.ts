@@ -4,18 +4,18 @@ import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
 import { ControlNet, type ControlInput } from '../../components/controlnet.js';
 import { InputError } from '../../errors.js';
-import { createNoise, NOISE_KINDS, type NoiseKind, type NoiseSource } from '../../noise/gaussian.js';
+import { createNoise, type NoiseKind, type NoiseSource } from '../../noise/gaussian.js';
 import { invert } from '../../pipelines/invert.js';
 import { textToImage } from '../../pipelines/text-to-image.js';
 import { concatRows } from '../../tensor.js';
-import { choice, float, int, seed } from '../parse.js';
-import { checkSchedulerName, schedulerNameForClass, SCHEDULERS } from '../../schedulers/index.js';
-import { TIMESTEP_SPACINGS } from '../../schedulers/scheduler-config.js';
+import { schedulerNameForClass } from '../../schedulers/index.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
-import { addConditioningFlags, addMicroConditioningFlags, conditioningFrom, microFrom, type ConditioningFlags } from '../conditioning-flags.js';
-import { addIPAdapterFlags, ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { conditioningFrom, microFrom, type ConditioningFlags } from '../conditioning-flags.js';
+import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { GENERATE_OPTIONS, INVERT_OPTIONS, SAMPLING_OPTIONS } from '../../params/job-options.js';
+import { addOptions } from '../../params/option-spec.js';
 import { PreviewWriter } from '../previews.js';
 
 export interface SamplingFlags extends ConditioningFlags {
@@ -41,8 +41,6 @@ export interface SamplingFlags extends ConditioningFlags {
   controlScale: number[];
 }
 
-const collect = <T>(parse: (v: string) => T) => (v: string, prev: T[] = []): T[] => [...prev, parse(v)];
-
 /** The --controlnet / --control-image / --control-scale triples (repeatable, matched by position). */
 export async function controlsFrom(o: SamplingFlags): Promise<ControlInput[]> {
   const n = o.controlnet.length;
@@ -53,28 +51,9 @@ export async function controlsFrom(o: SamplingFlags): Promise<ControlInput[]> {
   return out;
 }
 
-/** Flags shared by every sampling command (generate, vary, ...). */
-export function addSamplingFlags(cmd: Command, defaults: { steps: number; guidance: number }): Command {
-  return addConditioningFlags(cmd)
-    .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
-    .option('--negative-prompt <text>', 'negative prompt (the unconditional branch of guidance)')
-    .option('--steps <n>', 'denoising steps', int('--steps', 1, 1000), defaults.steps)
-    .option('--guidance <g>', 'classifier-free guidance scale (<= 1: no unconditional branch)', float('--guidance'), defaults.guidance)
-    .option('--width <w>', 'image width in pixels (multiple of the VAE factor)', int('--width', 1))
-    .option('--height <h>', 'image height in pixels (multiple of the VAE factor)', int('--height', 1))
-    .option('--num-images <k>', 'images to generate', int('--num-images', 1, 64), 1)
-    .option('--seed <s>', 'random seed (default: random)', seed)
-    .option('--noise <kind>', `initial-noise generator: torch (bit-exact torch.randn on CPU, as diffusers) or native`, choice('--noise', NOISE_KINDS), 'torch')
-    .option('--latents <file>', 'initial noise from a safetensors file (key "latents", [K, C, h, w])')
-    .option('--scheduler <name>', `sampler: ${SCHEDULERS.join(', ')} (default: the class the model's scheduler/scheduler_config.json names, as diffusers loads it; vary and fuse sample with ddim only)`, (v: string) => checkSchedulerName(v))
-    .option('--timestep-spacing <s>', `override the scheduler config's timestep_spacing: ${TIMESTEP_SPACINGS.join(', ')}`, choice('--timestep-spacing', TIMESTEP_SPACINGS))
-    .option('--eta <e>', 'DDIM eta (0: deterministic)', float('--eta', 0), 0)
-    .option('--save-latents <file>', 'write the final latents (key "latents") before VAE decoding')
-    .option('--vae-tiny <dir>', 'decode (and encode references) with this tiny VAE (TAESD folder: config.json + weights) instead of the model\'s VAE')
-    .option('--controlnet <path>', 'ControlNet folder (repeatable, paired with --control-image)', collect((v) => v), [])
-    .option('--control-image <file>', 'condition image for the ControlNet at the same position (depth map, edges, ...)', collect((v) => v), [])
-    .option('--control-scale <x>', 'conditioning scale of the ControlNet at the same position (default 1)', collect(float('--control-scale')), [])
-    .requiredOption('--out <file.png>', 'output image; with several images a-0.png, a-1.png, ...');
+/** Flags shared by every sampling command (generate, vary, ...): defined once in params/job-options.ts. */
+export function addSamplingFlags(cmd: Command, _defaults?: { steps: 50; guidance: 7.5 }): Command {
+  return addOptions(cmd, SAMPLING_OPTIONS);
 }
 
 /** Commands whose methods sample with DDIM only (their official code does): any other --scheduler is an error. */
@@ -91,9 +70,7 @@ export function noiseFor(o: { seed?: number | bigint; noise: NoiseKind }): { see
 }
 
 export function registerGenerateCommands(program: Command, globals: () => GlobalOptions): void {
-  addIPAdapterFlags(addSamplingFlags(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)').option('--prompt <text>', 'the prompt (required for text-conditioned models)'), { steps: 50, guidance: 7.5 }))
-    .option('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', int('--clip-skip', 0))
-    .option('--preview-every <n>', 'every n steps write OUT.preview-stepNNN.png: the predicted final image, decoded by --vae-tiny (else a latent-size linear approximation)', int('--preview-every', 1))
+  addOptions(program.command('generate').description('text-to-image with classifier-free guidance (or unconditional sampling of a pixel-space DDPM model)'), GENERATE_OPTIONS)
     .action(async (o: SamplingFlags & IPAdapterFlags & { prompt?: string; clipSkip?: number; previewEvery?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals(), o);
@@ -121,18 +98,7 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
     });
 
-  addMicroConditioningFlags(program.command('invert'))
-    .option('--prompt-2 <text>', 'SDXL: inversion prompt for the second text encoder (default: --prompt)')
-    .description('DDIM inversion of an image: writes the chain z_0 .. z_N (key "chain", [N+1, 1, C, h, w])')
-    .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
-    .requiredOption('--image <file>', 'image to invert')
-    .option('--prompt <text>', 'inversion prompt (a caption of the image, or "")', '')
-    .option('--steps <n>', 'inversion steps', int('--steps', 1, 1000), 50)
-    .option('--width <w>', 'resize to this width first', int('--width', 1))
-    .option('--height <h>', 'resize to this height first', int('--height', 1))
-    .requiredOption('--save-chain <file.safetensors>', 'output file')
-    .option('--vae-tiny <dir>', 'encode the image with this tiny VAE (TAESD folder) instead of the model\'s VAE')
-    .option('--scheduler <name>', 'inversion is DDIM inversion (DDIMInverseScheduler): ddim only', (v: string) => checkSchedulerName(v))
+  addOptions(program.command('invert').description('DDIM inversion of an image: writes the chain z_0 .. z_N (key "chain", [N+1, 1, C, h, w])'), INVERT_OPTIONS)
     .action(async (o: { model: string; image: string; prompt: string; steps: number; width?: number; height?: number; saveChain: string; vaeTiny?: string; scheduler?: string }) => {
       requireDdim(o, 'invert');
       const progress = new ProgressReporter(globals().quiet);
