@@ -386,7 +386,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
       totalReferences: dataset.entries.length, reportRows: o.reportRows ?? 50,
     };
     const files = await writeReport(input);
-    return { out, generated, resumed: units.length - pending.length, skipped, configs: results, files };
+    return { out, generated, resumed: done.length - generated, skipped, configs: results, files };
   } finally {
     release();
   }
