@@ -27,6 +27,12 @@ export interface EngineOptions {
    * half-precision checkpoints (read by ONNX Runtime from disk) — off when unset.
    */
   graphCache?: string;
+  /**
+   * Without graphCache, where the float32 copies of F16/BF16 weights live: 'temp' (default) a folder of this
+   * process under the OS temp folder, read by ONNX Runtime from disk and removed at exit (peak memory as
+   * from an F32 checkpoint); 'memory' converted in memory (no disk use, about twice the peak memory).
+   */
+  halfPrecisionMirror?: 'temp' | 'memory';
 }
 
 let engineOptions: EngineOptions = { device: 'cpu' };
@@ -35,7 +41,7 @@ export function configureEngine(opts: EngineOptions): void {
   if (opts.device && !['cpu', 'webgpu', 'cuda'].includes(opts.device)) throw new InputError(`unknown device ${JSON.stringify(opts.device)} (expected cpu, webgpu or cuda)`);
   const structural = opts.device !== engineOptions.device || opts.threads !== engineOptions.threads;
   engineOptions = { ...engineOptions, ...opts };
-  setWeightMirrorFolder(engineOptions.graphCache ? path.join(engineOptions.graphCache, 'f32-weights') : undefined);
+  setWeightMirrorFolder(engineOptions.graphCache ? path.join(engineOptions.graphCache, 'f32-weights') : undefined, engineOptions.halfPrecisionMirror);
   if (structural) cache.clear();
 }
 

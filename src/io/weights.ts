@@ -71,6 +71,7 @@ export class SafetensorsSource implements TensorSource {
     const { file, stored } = this.entry(key);
     const info = file.info(stored);
     if (info.dtype === 'F32') return { path: file.path, offset: info.offset };
+    if (info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') return undefined; // integers: read as they are
     const mirror = f32Mirror(file);
     return mirror?.has(stored) ? { path: mirror.path, offset: mirror.info(stored).offset } : undefined;
   }
