@@ -13,7 +13,6 @@
  */
 import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
-import { mergeHeads, splitHeads } from '../graph/nn.js';
 import type { AttentionCall, UNetHooks } from '../models/hooks.js';
 
 export interface ReferenceLayout {
@@ -71,6 +70,26 @@ export function adainTokens(x: Value, target: Value, eps = 1e-5): Value {
   return op.add(op.mul(op.div(op.sub(x, m), s), ts), tm);
 }
 
+/**
+ * x[:, :L] with L = x's length when some row's weight is nonzero, else 1 (decided at run time from the weight
+ * input): the attention term it feeds is then multiplied by 0 in every row, so one key (a finite result) is
+ * enough. The IR keeps the static shape; only ONNX Runtime sees the shorter tensor.
+ */
+function keysIfUsed(x: Value, weight: Value): Value {
+  const g = x.graph;
+  const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'len');
+  const maxWeight = g.node('ReduceMax', [op.abs(weight)], [{ shape: [], dtype: 'float32' }], { keepdims: 0 })[0]!;
+  const end = op.where(op.greater(maxWeight, 0), int64(x.dim(1)), int64(1));
+  return g.node('Slice', [x, int64(0), end, int64(1)], [{ shape: x.shape, dtype: x.dtype }])[0]!;
+}
+
+/** [B, N, H*D] -> [B, N, H*(D+1)] with `value` as each head's last component (a logit offset of value * scale against a query column of 1). */
+function withShiftColumn(x: Value, heads: number, value: number): Value {
+  const [b, n, c] = x.shape as [number, number, number];
+  const col = op.constFloat(x.graph, [b, n, heads, 1], new Float32Array(b * n * heads).fill(value), 'shift_column');
+  return op.reshape(op.concat([op.reshape(x, [b, n, heads, c / heads]), col], 3), [b, n, heads * (c / heads + 1)]);
+}
+
 /** Hooks that apply the layout to the chosen attn1 layers; declares the weight inputs on `g`. */
 export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNetHooks {
   const rows = layout.referenceOf.map((r, i) => ({ i, r })).filter((x): x is { i: number; r: number } => x.r !== null);
@@ -88,7 +107,7 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
     attention(call: AttentionCall): Value | undefined {
       if (call.kind !== 'attn1') return undefined;
       if (!layout.layer(call.path, index++)) return undefined;
-      const { q, k, v, heads, scale } = call;
+      const { q, k, v, heads } = call;
       const pick = (x: Value, idx: number[]): Value => op.gather(x, 0, idx);
       const own = rows.map((x) => x.i), ref = rows.map((x) => x.r);
       let qs = pick(q, own), ks = pick(k, own);
@@ -97,17 +116,19 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
         qs = adainTokens(qs, pick(q, ref));
         ks = adainTokens(ks, kr);
       }
-      // Own attention through the same fused kernel as plain attention (so weights (0, 1, 0) are the plain model
-      // bit for bit); the reference attention and both log-sum-exps explicitly.
-      const Q = splitHeads(qs, heads);
-      const scores = (kk: Value): Value => op.mul(op.matmul(Q, op.transpose(splitHeads(kk, heads), [0, 1, 3, 2])), scale);
-      const sOwn = scores(ks), sRef = scores(kr);
-      const aOwn = splitHeads(call.plain(qs, ks, vs), heads);
-      const aRef = op.matmul(op.softmax(sRef, -1), splitHeads(vr, heads));
-      const d = shift ? op.add(op.sub(op.reduceLogSumExp(sRef, [-1]), op.reduceLogSumExp(sOwn, [-1])), shift) : op.sub(op.reduceLogSumExp(sRef, [-1]), op.reduceLogSumExp(sOwn, [-1]));
-      const wRef = op.add(fixedRef, op.mul(soft, op.sigmoid(d)));
-      const wOwn = op.add(fixedOwn, op.mul(soft, op.sigmoid(op.neg(d))));
-      const mixed = mergeHeads(op.add(op.mul(aRef, wRef), op.mul(aOwn, wOwn)));
+      // out = w_ref A_ref + w_own A_own with w = fixed + soft * sigmoid(+-d) is exactly
+      //   fixed_ref A_ref + fixed_own A_own + soft Y,  Y = one softmax over [ref (logits + shift); own] applied to [v_ref; v_own],
+      // so every term is one fused attention (no [rows, heads, N, N] score tensor, no log-sum-exps), and a term
+      // whose weight is 0 in every row runs on one key only (its length follows the weight inputs at run time):
+      // Stratified Attention costs A_ref + A_own, concatenation costs Y. A_own is the plain kernel's own
+      // output, so weights (0, 1, 0) are the plain model bit for bit.
+      const aOwn = call.plain(qs, keysIfUsed(ks, fixedOwn), keysIfUsed(vs, fixedOwn));
+      const aRef = call.plain(qs, keysIfUsed(kr, fixedRef), keysIfUsed(vr, fixedRef));
+      const y = shift
+        ? call.plain(withShiftColumn(qs, heads, 1), keysIfUsed(op.concat([withShiftColumn(kr, heads, shift / call.scale), withShiftColumn(ks, heads, 0)], 1), soft), keysIfUsed(op.concat([vr, vs], 1), soft))
+        : call.plain(qs, keysIfUsed(op.concat([kr, ks], 1), soft), keysIfUsed(op.concat([vr, vs], 1), soft));
+      const rowWeight = (w: Value): Value => op.reshape(w, [qs.dim(0), 1, 1]);
+      const mixed = op.add(op.add(op.mul(aRef, rowWeight(fixedRef)), op.mul(aOwn, rowWeight(fixedOwn))), op.mul(y, rowWeight(soft)));
       if (plainRows.length === 0) return mixed;
       const plain = call.plain(pick(q, plainRows), pick(k, plainRows), pick(v, plainRows));
       return op.gather(op.concat([plain, mixed], 0), 0, inverse);
