@@ -6,6 +6,8 @@ import { int } from '../parse.js';
 import { saveTensors } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
+import { InputError } from '../../errors.js';
+import type { Tensor } from '../../tensor.js';
 
 export function registerEncoderCommands(program: Command, globals: () => GlobalOptions): void {
   program.command('tokenize')
@@ -22,16 +24,34 @@ export function registerEncoderCommands(program: Command, globals: () => GlobalO
     });
 
   program.command('embed-text')
-    .description('CLIP text embeddings of a prompt: writes last_hidden_state [1,77,D] and pooler_output [1,D]')
+    .description('CLIP text embeddings of a prompt: writes last_hidden_state [1,77,D] and pooler_output [1,D]; on SDXL also the second encoder\'s (text_encoder_2.last_hidden_state, text_encoder_2.text_embeds) and what the UNet is conditioned on (prompt_embeds [1,77,D1+D2], pooled_prompt_embeds)')
     .requiredOption('--model <path>', 'diffusers folder or single-file checkpoint')
     .requiredOption('--prompt <text>', 'the prompt')
-    .option('--clip-skip <n>', 'use the hidden state n layers before the last (through the final layer norm, as diffusers\' clip_skip)', int('--clip-skip', 0))
+    .option('--prompt-2 <text>', 'SDXL: prompt for the second text encoder (default: --prompt)')
+    .option('--clip-skip <n>', 'use the hidden state n layers before the last (through the final layer norm, as diffusers\' clip_skip; SDXL\'s prompt_embeds: hidden_states[-(n+2)], as its pipeline)', int('--clip-skip', 0))
     .requiredOption('--out <file.safetensors>', 'output file')
-    .action(async (o: { model: string; prompt: string; clipSkip?: number; out: string }) => {
+    .action(async (o: { model: string; prompt: string; prompt2?: string; clipSkip?: number; out: string }) => {
       const progress = new ProgressReporter(globals().quiet);
-      const emb = await openModel(o.model, globals()).textEncoder().encode([o.prompt], { clipSkip: o.clipSkip });
-      for (const p of emb.truncated) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
-      saveTensors(o.out, { last_hidden_state: emb.lastHiddenState, pooler_output: emb.poolerOutput }, { prompt: o.prompt, clip_skip: String(o.clipSkip ?? 0) });
+      const ck = openModel(o.model, globals());
+      const dual = ck.has('text_encoder_2');
+      if (o.prompt2 !== undefined && !dual) throw new InputError('--prompt-2: this model has one text encoder (SDXL has two)');
+      const emb = await ck.textEncoder().encode([o.prompt], { clipSkip: o.clipSkip });
+      const tensors: Record<string, Tensor> = { last_hidden_state: emb.lastHiddenState, pooler_output: emb.poolerOutput };
+      const truncated = new Set(emb.truncated);
+      if (dual) {
+        // diffusers: prompt_2 or prompt (an empty second prompt falls back too)
+        const p2 = o.prompt2 || o.prompt;
+        const enc2 = ck.textEncoder2();
+        const e2 = await enc2.encode([p2], { clipSkip: o.clipSkip });
+        tensors['text_encoder_2.last_hidden_state'] = e2.lastHiddenState;
+        tensors['text_encoder_2.text_embeds'] = (await enc2.encodeHidden([p2], 1)).pooled;
+        const both = await ck.conditioner().encode([o.prompt], { prompts2: [o.prompt2], clipSkip: o.clipSkip });
+        tensors.prompt_embeds = both.embeds;
+        tensors.pooled_prompt_embeds = both.pooled!;
+        for (const p of [...e2.truncated, ...both.truncated]) truncated.add(p);
+      }
+      for (const p of truncated) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
+      saveTensors(o.out, tensors, { prompt: o.prompt, ...(dual ? { prompt_2: o.prompt2 || o.prompt } : {}), clip_skip: String(o.clipSkip ?? 0) });
     });
 
   program.command('embed-image')
