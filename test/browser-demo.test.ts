@@ -121,6 +121,17 @@ test('browser build: its sha1 / sha256 (node:crypto stand-in) equal node:crypto\
   assert.equal(webCreateHash('sha1').update('{"a":"é"}').digest('hex'), nodeCrypto.createHash('sha1').update('{"a":"é"}').digest('hex'));
 });
 
+test('library browser build (dist/browser/visprompt.js): one ES module, no Node built-ins, onnxruntime-web left to the app', () => {
+  const lib = path.join(ROOT, 'dist', 'browser', 'visprompt.js');
+  assert.ok(fs.existsSync(lib), `the browser build is not built in ${lib}: run npm run build`);
+  const code = fs.readFileSync(lib, 'utf8');
+  const imports = [...code.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+  assert.deepEqual(imports, ['onnxruntime-web/webgpu']);
+  const statements = code.split('\n').filter((l) => !/^\s*(\*|\/\/|\/\*)/.test(l)).join('\n'); // comments may name anything
+  assert.doesNotMatch(statements, /from "node:|\brequire\("[^"]*"\)|from "onnxruntime-node"|from "sharp"/);
+  for (const name of ['mountModel', 'openCheckpoint', 'textToImage', 'vary', 'pickDevice', 'useDevice']) assert.match(code, new RegExp(`export \\{[^}]*\\b${name}\\b`));
+});
+
 interface PageResult { device: string; kind: string; shape: number[]; latents: number[]; seconds: number }
 
 async function openDemo(browser: Browser, query = ''): Promise<{ page: Page; errors: string[] }> {
