@@ -10,7 +10,9 @@ import sharp from 'sharp';
 export interface PlotPoint {
   readonly metric: string;
   readonly series: string;
-  readonly x: number | string;
+  readonly x: number | string | null;
+  /** A configuration without the swept parameter (a baseline): drawn as a dashed horizontal rule. */
+  readonly baseline?: boolean;
   readonly mean: number;
   readonly lo: number | null;
   readonly hi: number | null;
@@ -31,8 +33,9 @@ export function sweepSpec(parameter: string, points: readonly PlotPoint[]): TopL
     spec: {
       width: 220, height: 160,
       layer: [
-        { mark: { type: 'line', point: true }, encoding: { x: { field: 'x', type: 'quantitative', title: parameter }, y: { field: 'mean', type: 'quantitative', title: 'mean', scale: { zero: false } }, color: { field: 'series', type: 'nominal', title: 'configuration' } } },
-        { mark: { type: 'errorbar', ticks: true }, transform: [{ filter: 'datum.lo != null' }], encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'lo', type: 'quantitative', title: 'mean' }, y2: { field: 'hi' }, color: { field: 'series', type: 'nominal' } } },
+        { mark: { type: 'line', point: true }, transform: [{ filter: '!datum.baseline' }], encoding: { x: { field: 'x', type: 'quantitative', title: parameter }, y: { field: 'mean', type: 'quantitative', title: 'mean', scale: { zero: false } }, color: { field: 'series', type: 'nominal', title: 'configuration' } } },
+        { mark: { type: 'errorbar', ticks: true }, transform: [{ filter: '!datum.baseline && datum.lo != null' }], encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'lo', type: 'quantitative', title: 'mean' }, y2: { field: 'hi' }, color: { field: 'series', type: 'nominal' } } },
+        { mark: { type: 'rule', strokeDash: [4, 3] }, transform: [{ filter: 'datum.baseline' }], encoding: { y: { field: 'mean', type: 'quantitative' }, color: { field: 'series', type: 'nominal' } } },
       ],
     },
     resolve: { scale: { y: 'independent' } },

@@ -105,7 +105,7 @@ function markdown(input: ReportInput): string {
   return s;
 }
 
-function plotPoints(input: ReportInput, pick: (c: ConfigResult) => { series: string; x: number | string } | undefined): PlotPoint[] {
+function plotPoints(input: ReportInput, pick: (c: ConfigResult) => { series: string; x: number | string | null; baseline?: boolean } | undefined): PlotPoint[] {
   const out: PlotPoint[] = [];
   for (const c of input.configs) {
     const at = pick(c);
@@ -133,7 +133,10 @@ async function plots(input: ReportInput): Promise<{ file: string; png: string; t
   for (const p of sweptParameters(scored.map((c) => c.config))) {
     const points = plotPoints(input, (c) => {
       const v = c.config.params[p];
-      if (typeof v !== 'number' || c.references === 0) return undefined;
+      if (c.references === 0) return undefined;
+      // Configurations without the parameter (other methods, hand-written configs) are baselines.
+      if (v === undefined) return { series: c.config.label, x: null, baseline: true };
+      if (typeof v !== 'number') return undefined;
       const others = Object.entries(c.config.params).filter(([k]) => k !== p).map(([k, x]) => `${k}=${String(x)}`);
       return { series: [c.config.method, ...others].join(' '), x: v };
     });

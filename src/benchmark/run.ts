@@ -197,6 +197,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
   const networks = o.networks ?? {};
   const metrics = o.metrics ?? METRIC_NAMES.filter((m) => networks[m] !== undefined);
   checkNetworks(metrics, networks);
+  if (o.metrics === undefined && metrics.length === 0) o.onWarning?.('no metric networks given (--clip-model, --dino-model, --lpips-model, --fid-model): generating only; --metrics none silences this');
   const generate = o.generate !== false;
   const stored = readJson<{ model: string; settings: BenchmarkSettings; configs: GridConfig[] }>(path.join(out, 'benchmark.json'));
   if (!generate && !stored) throw new InputError(`--out ${o.out}: no benchmark.json there (nothing generated yet)`);
