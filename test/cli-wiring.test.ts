@@ -196,11 +196,15 @@ const ROWS: Row[] = [
   { cmd: 'invert', flags: ['--scheduler', 'euler'], error: /error: --scheduler euler: .* ddim only/ },
   sdxlRow('invert'),
 
-  { cmd: 'vary', flags: ['--prompt', 'a dog', '--inversion-prompt', 'a photo'], lib: () => ({ prompt: 'a dog', inversionPrompt: 'a photo' }) },
+  // --prompt is repeatable (one image per prompt, StyleAligned's prompt list): with the base's --prompt "a cat", two images.
+  { cmd: 'vary', flags: ['--prompt', 'a dog', '--inversion-prompt', 'a photo'], lib: () => ({ prompt: 'a cat', prompts: ['a cat', 'a dog'], inversionPrompt: 'a photo' }) },
   // RIVAL's permutation: torch.randperm(h*w) right after torch.manual_seed(--seed) (with --noise torch).
   { cmd: 'vary', flags: ['--method', 'kv-concat', '--t-align', '300', '--t-early', '300'], lib: m('kv-concat', { tAlign: 300, tEarly: 300, permutationSeed: 5 } as MethodOptions) },
   { cmd: 'vary', flags: ['--method', 'style-aligned'], lib: m('style-aligned') },
+  { cmd: 'vary', flags: ['--method', 'style-aligned', '--score-scale', '0.5', '--score-shift', '0', '--inversion-offset', '0'], lib: m('style-aligned', { scoreScale: 0.5, scoreShift: 0, inversionOffset: 0 }), vs: ['--method', 'style-aligned'] },
   { cmd: 'vary', flags: ['--method', 'kv-replace', '--start-step', '1', '--start-layer', '2'], lib: m('kv-replace', { startStep: 1, startLayer: 2 }) },
+  // Guided inversion of the reference (MasaCtrl / StyleAligned); kv-replace defaults it to --guidance, so indetail-ip shows the flag.
+  { cmd: 'vary', flags: ['--inversion-guidance', '3'], lib: () => ({ inversionGuidance: 3 }) },
   { cmd: 'vary', flags: ['--guidance-mode', 'conflicting', '--stratified-steps', '1', '--lambda-p', '2', '--lambda-g', '0.5'], lib: m('indetail-ip', { guidanceMode: 'conflicting', stratifiedSteps: 1, lambdaP: 2, lambdaG: 0.5 }) },
   { cmd: 'vary', flags: [...CN_FLAGS, '--control-uncond-steps', '1'], lib: async () => ({ ...(await controls()), controlUncondSteps: 1 }), vs: CN_FLAGS, covers: ['--control-uncond-steps'] },
   ...samplingRows('vary'),

@@ -28,7 +28,11 @@ const M = 'tiny-sdxl';
 
 /** The method with its attention switched off (StyleAligned's query/key AdaIN too) and no latent preprocessing. */
 function inactive(m: ReferenceMethod): ReferenceMethod {
-  return { ...m, queryKeyAdain: false, scoreShift: 0, weights: () => ({ cond: PLAIN, uncond: PLAIN }), initialLatents: (noise) => noise, adjustNoise: undefined };
+  // (and no shared GroupNorm statistics, no official-run settings: plain DDIM from the model's scheduler)
+  return {
+    ...m, queryKeyAdain: false, scoreShift: 0, scoreScale: 1, sharedGroupNorm: false, run: undefined,
+    weights: () => ({ cond: PLAIN, uncond: PLAIN }), initialLatents: (noise) => noise, adjustNoise: undefined,
+  };
 }
 
 for (const name of ['indetail-ip', 'kv-concat', 'kv-replace', 'style-aligned'] as const) {

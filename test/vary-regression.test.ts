@@ -34,10 +34,17 @@ const CASES: Case[] = [
   { name: 'kv-concat defaults (t_align 600, permuted z_T, noise AdaIN)', method: 'kv-concat', options: {}, expected: [-0.02117264, 0.8341068, -0.02075300, -0.2256761, 0.02767954, -0.4742789, -0.6565433, 0.05272230, 0.4532263, -1.120883] },
   { name: 'kv-concat t_align 300', method: 'kv-concat', options: { tAlign: 300 }, expected: [-0.02115083, 0.8343422, -0.02160923, -0.2288034, 0.01613483, -0.4557588, -0.6525466, 0.05263949, 0.4547793, -1.117249] },
   { name: 'kv-concat conflict-free', method: 'kv-concat', options: { guidanceMode: 'conflict-free' }, expected: [-0.02079190, 0.8372315, 0.009900974, -0.1428297, 0.1699168, -0.2934191, -0.6480537, -0.01521210, 0.5944211, -1.113114] },
-  { name: 'kv-replace start step 1, start layer 3', method: 'kv-replace', options: { startStep: 1, startLayer: 3 }, expected: [-0.1042138, 2.573182, -1.379678, -3.289909, -2.273882, 3.644415, 6.050347, -5.659729, -2.696640, -2.399608] },
-  { name: 'kv-replace start step 2, start layer 0, conflict-free', method: 'kv-replace', options: { startStep: 2, startLayer: 0, guidanceMode: 'conflict-free' }, expected: [-0.1042871, 2.572402, -1.379709, -3.297375, -2.285651, 3.660080, 6.045026, -5.658607, -2.688722, -2.398791] },
-  { name: 'style-aligned defaults (score shift log 2)', method: 'style-aligned', options: {}, expected: [-0.1043213, 2.573711, -1.367213, -3.244814, -2.232499, 3.523456, 6.048823, -5.670825, -2.677294, -2.404294] },
-  { name: 'style-aligned score shift 0, conflict-free', method: 'style-aligned', options: { scoreShift: 0, guidanceMode: 'conflict-free' }, expected: [-0.1039097, 2.577893, -1.359329, -3.152151, -2.144253, 3.635798, 6.072624, -5.703583, -2.692601, -2.421627] },
+  // kv-replace became official MasaCtrl (issue 14): these two pins are the pre-parity variant, kept as fromNoise (same values).
+  { name: 'kv-replace start step 1, start layer 3', method: 'kv-replace', options: { startStep: 1, startLayer: 3, fromNoise: true }, expected: [-0.1042138, 2.573182, -1.379678, -3.289909, -2.273882, 3.644415, 6.050347, -5.659729, -2.696640, -2.399608] },
+  { name: 'kv-replace start step 2, start layer 0, conflict-free', method: 'kv-replace', options: { startStep: 2, startLayer: 0, guidanceMode: 'conflict-free', fromNoise: true }, expected: [-0.1042871, 2.572402, -1.379709, -3.297375, -2.285651, 3.660080, 6.045026, -5.658607, -2.688722, -2.398791] },
+  // Official MasaCtrl (guided inversion, free-running source row, every row from z_T): recorded at parity (eval-baselines.test).
+  { name: 'kv-replace official MasaCtrl, start step 1, start layer 3', method: 'kv-replace', options: { startStep: 1, startLayer: 3 }, expected: [-0.02772926, 0.8337955, 0.08460078, 0.1276996, -0.9919730, 2.245532, -0.02650120, 0.08460078, 0.8299563, -0.02650120] },
+  { name: 'kv-replace official MasaCtrl, conflict-free', method: 'kv-replace', options: { startStep: 1, startLayer: 3, guidanceMode: 'conflict-free' }, expected: [-0.02760121, 0.8340268, 0.08413576, 0.1295098, -1.007757, 2.237618, -0.02727158, 0.08413576, 0.8216951, -0.02727158] },
+  // Re-recorded when style-aligned became official StyleAligned (shared GroupNorm, its DDIMScheduler with steps_offset 0,
+  // reference row pinned from zts[offset], noise drawn for the reference row too, uncond reference on the negative prompt).
+  { name: 'style-aligned defaults (score shift log 2)', method: 'style-aligned', options: {}, expected: [-0.1133893, 2.652277, -5.712428, 3.148924, -4.218089, 2.608857, -2.437173, 2.462763, -1.598445, 1.487756] },
+  { name: 'style-aligned score shift 0, conflict-free', method: 'style-aligned', options: { scoreShift: 0, guidanceMode: 'conflict-free' }, expected: [-0.06524854, 3.018922, -5.986566, 4.120969, -6.095472, 3.600483, -2.088052, 2.597453, 0.1150944, 2.103514] },
+  { name: 'style-aligned score scale 0.5, inversion offset 0', method: 'style-aligned', options: { scoreScale: 0.5, inversionOffset: 0 }, expected: [-0.08919930, 2.643825, -5.702250, 2.942769, -4.129301, 2.708298, -2.391274, 2.495157, -1.467433, 1.521284] },
   { name: 'indetail-ip conflicting guidance', method: 'indetail-ip', options: { guidanceMode: 'conflicting', stratifiedSteps: 1 }, expected: [-0.01105104, 0.9184330, -0.2891823, -1.181322, -0.1000431, 1.582857, 1.635205, -1.039226, -0.8523268, -0.2370432] },
 ];
 

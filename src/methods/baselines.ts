@@ -3,10 +3,14 @@
  * - kv-concat (RIVAL, dvlab-research/RIVAL): every attn1, reference K/V only above t_align, [ref; own]
  *   below, reference in both CFG branches; initial latent = inverted z_T with its positions permuted;
  *   guided noise AdaIN'd to the reference's above t_early.
- * - kv-replace (MasaCtrl, TencentARC/MasaCtrl): from `startStep` on, the attn1 layers from `startLayer`
- *   (of all attn1 layers in forward order) take the reference's K/V, per CFG branch.
- * - style-aligned (google/style-aligned): every attn1, queries and keys AdaIN'd toward the reference's,
- *   one softmax over [ref; own] with log(scale) added to the reference logits.
+ * - kv-replace (MasaCtrl, TencentARC/MasaCtrl, MutualSelfAttentionControl + the real-image notebook): at
+ *   steps range(startStep, 50) the transformer blocks range(startLayer, 16) (forward order) take the source
+ *   row's K/V, per CFG branch; the source row is denoised from the guided inversion's z_T, and so is the
+ *   target (methods/masactrl.ts holds the official run's other settings).
+ * - style-aligned (google/style-aligned, style_aligned_transfer_sdxl.ipynb): every attn1, queries and keys
+ *   AdaIN'd toward the reference's, one softmax over [ref; own] with the reference keys scaled by
+ *   shared_score_scale and shared_score_shift added to their logits; every UNet GroupNorm's statistics
+ *   shared with the reference; the official run's scheduler, inversion and reference-row schedule.
  */
 import { InputError } from '../errors.js';
 import type { NoiseSource } from '../noise/gaussian.js';
@@ -14,7 +18,8 @@ import { torchRandperm } from '../noise/randperm.js';
 import { TorchGenerator } from '../noise/torch-generator.js';
 import type { Tensor } from '../tensor.js';
 import { adainLatents } from './adain.js';
-import type { GuidanceMode, ReferenceMethod } from './method.js';
+import { MASACTRL_RUN } from './masactrl.js';
+import type { GuidanceMode, OfficialRun, ReferenceMethod } from './method.js';
 import { CONCAT, PLAIN, REPLACE } from './reference-attention.js';
 
 export interface KVConcatOptions {
@@ -76,33 +81,97 @@ export interface KVReplaceOptions {
   guidanceMode?: GuidanceMode;
   startStep?: number;
   startLayer?: number;
+  /** MutualSelfAttentionControl's total_steps: steps at or past it are not controlled (default 50, the official default). */
+  totalSteps?: number;
+  /** Its total_layers: transformer blocks at or past it are not controlled (default 16: model_type 'SD', also on other UNets). */
+  totalLayers?: number;
+  /**
+   * true: the pre-parity variant: generated rows start from the run's noise (one image per seed) and the
+   * reference row is read from the unguided inversion chain; no official-run settings. Default false (official MasaCtrl).
+   */
+  fromNoise?: boolean;
 }
 
 export function kvReplace(steps: number, o: KVReplaceOptions = {}): ReferenceMethod {
   const startStep = o.startStep ?? 4, startLayer = o.startLayer ?? 10;
   if (!Number.isInteger(startStep) || startStep < 0 || startStep > steps) throw new InputError(`--start-step must be an integer in [0, ${steps}], got ${startStep}`);
   if (!Number.isInteger(startLayer) || startLayer < 0) throw new InputError(`--start-layer must be an integer >= 0, got ${startLayer}`);
+  const totalSteps = o.totalSteps ?? 50, totalLayers = o.totalLayers ?? 16;
+  if (!Number.isInteger(totalSteps) || totalSteps < 0) throw new InputError(`kv-replace total steps must be an integer >= 0, got ${totalSteps}`);
+  if (!Number.isInteger(totalLayers) || totalLayers < 0) throw new InputError(`kv-replace total layers must be an integer >= 0, got ${totalLayers}`);
   const mode = o.guidanceMode ?? 'conflicting';
-  const w = (i: number) => (i >= startStep ? REPLACE : PLAIN);
+  // step_idx = range(start_step, total_steps); cur_step counts UNet calls of this sampling (not the inversion's).
+  const w = (i: number) => (i >= startStep && i < totalSteps ? REPLACE : PLAIN);
   return {
     name: 'kv-replace',
     guidanceMode: mode,
-    key: `kv-replace:from-layer-${startLayer}`,
-    layer: (_path, index) => index >= startLayer,
+    key: `kv-replace:layers-${startLayer}-${totalLayers}`,
+    // layer_idx = range(start_layer, total_layers) over cur_att_layer // 2 = the transformer block's index in
+    // forward order (down, mid, up), i.e. the index among attn1 calls.
+    layer: (_path, index) => index >= startLayer && index < totalLayers,
     weights: (s) => ({ cond: w(s.index), uncond: mode === 'conflicting' ? w(s.index) : PLAIN }),
-    initialLatents: (noise: Tensor) => noise,
+    ...(o.fromNoise ? {} : { run: MASACTRL_RUN }),
+    // The official batch starts every row from the inverted code (start_code = x_T expanded).
+    initialLatents: (noise: Tensor, zT: Tensor) => (o.fromNoise ? noise : repeatRow(zT, noise.shape[0]!)),
   };
+}
+
+function repeatRow(row: Tensor, k: number): Tensor {
+  const out = new Float32Array(row.data.length * k);
+  for (let i = 0; i < k; i++) out.set(row.data, i * row.data.length);
+  return { shape: [k, ...row.shape.slice(1)], data: out };
 }
 
 export interface StyleAlignedOptions {
   guidanceMode?: GuidanceMode;
-  /** exp(shift) multiplies the reference's attention mass; StyleAligned uses log(2) for style transfer. */
+  /** shared_score_shift, added to the reference logits; StyleAligned's transfer notebook uses log(2). */
   scoreShift?: number;
+  /** shared_score_scale: the reference keys (of the rows other than the reference) are multiplied by it. Default 1. */
+  scoreScale?: number;
+  /**
+   * make_inversion_callback's offset: the reference row starts from the inversion chain's zts[offset]
+   * (most noisy first) and is pinned to zts[max(offset + 1, i + 1)] after step i. Default: the notebook's
+   * 5 of 50 steps as steps / 10, at least 2 (the reference golden's 8-step run), at most steps - 1.
+   */
+  inversionOffset?: number;
 }
 
-export function styleAligned(o: StyleAlignedOptions = {}): ReferenceMethod {
+/**
+ * StyleAligned's official DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear',
+ * clip_sample=False, set_alpha_to_one=False): the constructor's defaults everywhere else, so steps_offset 0
+ * (timesteps end at 0) whatever the model's scheduler config says.
+ */
+export const STYLE_ALIGNED_SCHEDULER = {
+  _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
+  trained_betas: null, clip_sample: false, set_alpha_to_one: false, steps_offset: 0, prediction_type: 'epsilon',
+  thresholding: false, timestep_spacing: 'leading', rescale_betas_zero_snr: false,
+} as const;
+
+export function defaultInversionOffset(steps: number): number {
+  return Math.max(0, Math.min(steps - 1, Math.max(2, Math.round(steps / 10))));
+}
+
+export function styleAligned(steps: number, o: StyleAlignedOptions = {}): ReferenceMethod {
   const mode = o.guidanceMode ?? 'conflicting';
   const shift = o.scoreShift ?? Math.log(2);
+  const scale = o.scoreScale ?? 1;
+  const offset = o.inversionOffset ?? defaultInversionOffset(steps);
+  if (!Number.isFinite(shift)) throw new InputError(`--score-shift must be a finite number, got ${shift}`);
+  if (!Number.isFinite(scale)) throw new InputError(`--score-scale must be a finite number, got ${scale}`);
+  if (!Number.isInteger(offset) || offset < 0 || offset > steps - 1) throw new InputError(`--inversion-offset must be an integer in [0, ${steps - 1}] (steps - 1), got ${offset}`);
+  const run: OfficialRun = {
+    schedulerConfig: STYLE_ALIGNED_SCHEDULER,
+    // The pipeline's batch is [uncond x (K+1), cond x (K+1)]: the reference's unconditional row gets the
+    // negative prompt (None: zeros on SDXL) like every other row.
+    referenceUncond: 'negative',
+    // inversion.py zeroes the embeddings of '' and hard-codes the time ids (1024, 1024, 0, 0, 1024, 1024).
+    inversionUncond: 'zeros',
+    inversionMicro: { originalSize: [1024, 1024], cropTopLeft: [0, 0], targetSize: [1024, 1024] },
+    // Step 0 reads zts[offset]; the callback after step i writes zts[max(offset + 1, i + 1)] for step i + 1.
+    referenceStep: (i) => (i === 0 ? offset : Math.max(offset + 1, i)),
+    // torch.randn(len(prompts), ...) draws the reference row's noise too (then overwritten by zts[offset]).
+    noiseForReference: true,
+  };
   return {
     name: 'style-aligned',
     guidanceMode: mode,
@@ -110,6 +179,9 @@ export function styleAligned(o: StyleAlignedOptions = {}): ReferenceMethod {
     layer: () => true,
     queryKeyAdain: true,
     scoreShift: shift,
+    scoreScale: scale,
+    sharedGroupNorm: true,
+    run,
     weights: () => ({ cond: CONCAT, uncond: mode === 'conflicting' ? CONCAT : PLAIN }),
     initialLatents: (noise: Tensor) => noise,
   };

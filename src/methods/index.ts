@@ -16,7 +16,13 @@ export interface MethodOptions {
   permutationSeed?: number | bigint;
   startStep?: number;
   startLayer?: number;
+  /** kv-replace: the pre-parity variant (noise start, reference pinned to the unguided inversion chain) instead of official MasaCtrl. */
+  fromNoise?: boolean;
   scoreShift?: number;
+  /** style-aligned: shared_score_scale (reference keys scaled). */
+  scoreScale?: number;
+  /** style-aligned: make_inversion_callback's offset (the reference row's start in the inversion chain). */
+  inversionOffset?: number;
   controlnet?: boolean;
 }
 
@@ -25,7 +31,7 @@ export function createMethod(name: string, steps: number, o: MethodOptions = {})
     case 'indetail-ip': return inDetailIP(steps, o);
     case 'kv-concat': return kvConcat(o);
     case 'kv-replace': return kvReplace(steps, o);
-    case 'style-aligned': return styleAligned(o);
+    case 'style-aligned': return styleAligned(steps, o);
     default: throw new InputError(`unknown method ${JSON.stringify(name)} (expected one of ${METHOD_NAMES.join(', ')})`);
   }
 }

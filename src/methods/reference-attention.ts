@@ -24,6 +24,13 @@ export interface ReferenceLayout {
   readonly queryKeyAdain?: boolean;
   /** Added to the reference logits inside the concatenated softmax (StyleAligned's log-scale shift). */
   readonly scoreShift?: number;
+  /** Multiplies the reference keys a row attends to (StyleAligned's shared_score_scale; default 1). */
+  readonly scoreScale?: number;
+  /**
+   * StyleAligned's shared GroupNorm: every UNet GroupNorm of a row takes its statistics over the row and
+   * its reference concatenated along H (a row without reference: itself twice, i.e. its own statistics).
+   */
+  readonly sharedGroupNorm?: boolean;
 }
 
 /** Per reference-attending row (in row order): the three weights of the formula above. */
@@ -44,7 +51,8 @@ export function stratified(lambdaP: number, lambdaG: number): ReferenceWeights {
 export const WEIGHT_INPUTS = ['reference_fixed_ref', 'reference_fixed_own', 'reference_soft'] as const;
 
 export function layoutKey(l: ReferenceLayout, layers: string): string {
-  return `ref[${l.referenceOf.map((r) => (r === null ? '-' : r)).join(',')}]${l.queryKeyAdain ? ':adain' : ''}${l.scoreShift ? `:shift${l.scoreShift}` : ''}:${layers}`;
+  return `ref[${l.referenceOf.map((r) => (r === null ? '-' : r)).join(',')}]${l.queryKeyAdain ? ':adain' : ''}${l.scoreShift ? `:shift${l.scoreShift}` : ''}`
+    + `${l.scoreScale !== undefined && l.scoreScale !== 1 ? `:scale${l.scoreScale}` : ''}${l.sharedGroupNorm ? ':gn' : ''}:${layers}`;
 }
 
 /** Graph feeds for the per-row weights of one step. */
@@ -68,6 +76,15 @@ export function adainTokens(x: Value, target: Value, eps = 1e-5): Value {
   const [m, s] = stats(x);
   const [tm, ts] = stats(target);
   return op.add(op.mul(op.div(op.sub(x, m), s), ts), tm);
+}
+
+/**
+ * StyleAligned's register_shared_norm for GroupNorm: norm(concat([x, x_ref], H)) sliced back to x's H rows,
+ * so the group statistics cover both images while the affine stays per channel.
+ */
+export function sharedGroupNorm(referenceOf: readonly (number | null)[]): NonNullable<UNetHooks['groupNorm']> {
+  const style = referenceOf.map((r, i) => r ?? i);
+  return ({ x, norm }) => op.slice(norm(op.concat([x, op.gather(x, 0, style)], 2)), 2, 0, x.dim(2));
 }
 
 /**
@@ -95,6 +112,8 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
   const rows = layout.referenceOf.map((r, i) => ({ i, r })).filter((x): x is { i: number; r: number } => x.r !== null);
   const plainRows = layout.referenceOf.map((r, i) => ({ i, r })).filter((x) => x.r === null).map((x) => x.i);
   if (rows.length === 0) return {};
+  const groupNorm = layout.sharedGroupNorm ? sharedGroupNorm(layout.referenceOf) : undefined;
+  const keyScale = layout.scoreScale ?? 1;
   const n = rows.length;
   const fixedRef = g.input(WEIGHT_INPUTS[0], [n, 1, 1, 1]);
   const fixedOwn = g.input(WEIGHT_INPUTS[1], [n, 1, 1, 1]);
@@ -104,6 +123,7 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
   const inverse = order.map((_, j) => order.indexOf(j));
   let index = 0;
   return {
+    ...(groupNorm ? { groupNorm } : {}),
     attention(call: AttentionCall): Value | undefined {
       if (call.kind !== 'attn1') return undefined;
       if (!layout.layer(call.path, index++)) return undefined;
@@ -111,11 +131,13 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
       const pick = (x: Value, idx: number[]): Value => op.gather(x, 0, idx);
       const own = rows.map((x) => x.i), ref = rows.map((x) => x.r);
       let qs = pick(q, own), ks = pick(k, own);
-      const vs = pick(v, own), kr = pick(k, ref), vr = pick(v, ref);
+      const vs = pick(v, own), vr = pick(v, ref);
+      let kr = pick(k, ref);
       if (layout.queryKeyAdain) {
         qs = adainTokens(qs, pick(q, ref));
         ks = adainTokens(ks, kr);
       }
+      if (keyScale !== 1) kr = op.mul(kr, keyScale);
       // out = w_ref A_ref + w_own A_own with w = fixed + soft * sigmoid(+-d) is exactly
       //   fixed_ref A_ref + fixed_own A_own + soft Y,  Y = one softmax over [ref (logits + shift); own] applied to [v_ref; v_own],
       // so every term is one fused attention (no [rows, heads, N, N] score tensor, no log-sum-exps), and a term

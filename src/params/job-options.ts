@@ -15,6 +15,7 @@ import { NOISE_KINDS } from '../noise/gaussian.js';
 import { checkSchedulerName, SCHEDULERS } from '../schedulers/index.js';
 import { TIMESTEP_SPACINGS } from '../schedulers/scheduler-config.js';
 import { cliOnly, optional, required, serverOnly, withDefault } from './option-spec.js';
+import { PRECISIONS } from '../graph/quantize.js';
 
 const enumOf = <T extends string>(values: readonly T[]) => Type.Enum([...values]);
 const Text = Type.String({ maxLength: 4000 });
@@ -38,6 +39,9 @@ function ramp(v: string): [number, number] {
 /** LoRAs of every command that samples with the model (the CLI adds --lora to those commands in main.ts). */
 export const LORA = serverOnly(withDefault('--lora <file[:scale]>', 'LoRA file (kohya/A1111 or diffusers/PEFT) and its scale (default 1); repeatable, the terms add up',
   Type.Array(Type.String({ minLength: 1, maxLength: 600 }), { maxItems: 16 }), [], { ref: 'models', parse: collect((v) => parseLoraSpec(v)) }));
+
+/** Precision of the UNet, ControlNets and VAE (the CLI adds --precision to every command in main.ts). */
+export const PRECISION = serverOnly(withDefault('--precision <p>', 'fp32 (exact) or int8 (UNet, ControlNet and VAE quantized; faster on CPUs with int8 matrix instructions, an approximation)', enumOf(PRECISIONS), 'fp32'));
 
 /** SDXL micro-conditioning (other families ignore it). */
 export const MICRO_OPTIONS = {
@@ -73,6 +77,7 @@ export const SAMPLING_OPTIONS = {
   controlScale: withDefault('--control-scale <x>', 'conditioning scale of the ControlNet at the same position (default 1)', Type.Array(Type.Number(), { maxItems: 8 }), []),
   out: cliOnly(required('--out <file.png>', 'output image; with several images a-0.png, a-1.png, ...', Type.String())),
   lora: LORA,
+  precision: PRECISION,
 };
 
 /** IP-Adapters (generate and vary). */
@@ -101,6 +106,7 @@ export const INVERT_OPTIONS = {
   image: required('--image <file>', 'image to invert', Image, { ref: 'image' }),
   prompt: withDefault('--prompt <text>', 'inversion prompt (a caption of the image, or "")', Text, ''),
   steps: withDefault('--steps <n>', 'inversion steps', Type.Integer({ minimum: 1, maximum: 1000 }), 50),
+  guidance: optional('--guidance <g>', 'classifier-free guidance of the inverse steps (> 1: uncond "" + g (cond - uncond), as MasaCtrl / StyleAligned; default 1 = none)', Type.Number()),
   width: optional('--width <w>', 'resize to this width first', Type.Integer({ minimum: 1 }), { serverType: ServerSize }),
   height: optional('--height <h>', 'resize to this height first', Type.Integer({ minimum: 1 }), { serverType: ServerSize }),
   saveChain: cliOnly(required('--save-chain <file.safetensors>', 'output file', Type.String())),
@@ -108,6 +114,7 @@ export const INVERT_OPTIONS = {
   scheduler: optional('--scheduler <name>', 'inversion is DDIM inversion (DDIMInverseScheduler): ddim only', enumOf(SCHEDULERS),
     { parse: (v) => checkSchedulerName(v), serverType: enumOf(['ddim']) }),
   lora: LORA,
+  precision: PRECISION,
 };
 
 /** What inject and edit share (the h-space commands). */
@@ -123,6 +130,7 @@ const HSPACE_OPTIONS = {
   out: cliOnly(required('--out <file.png>', 'output image', Type.String())),
   previewEvery,
   lora: LORA,
+  precision: PRECISION,
 };
 
 export const INJECT_OPTIONS = {
@@ -164,8 +172,10 @@ export const VARY_OPTIONS = {
   ...SAMPLING_OPTIONS,
   ...IP_ADAPTER_OPTIONS,
   image: required('--image <file>', 'the reference image (image prompt)', Image, { ref: 'image' }),
-  prompt: optional('--prompt <text>', 'text prompt (default: the inversion prompt)', Text),
+  prompt: optional('--prompt <text>', 'text prompt (default: the inversion prompt); repeat it for one image per prompt (StyleAligned\'s prompt list)',
+    Type.Union([Text, Type.Array(Text, { minItems: 1, maxItems: 64 })]), { parse: collect((v) => v) }),
   inversionPrompt: optional('--inversion-prompt <text>', 'caption used to invert the reference ("" for cross-prompt generation; default: the prompt)', Text),
+  inversionGuidance: optional('--inversion-guidance <g>', 'classifier-free guidance of the reference\'s DDIM inversion (> 1: uncond + g (cond - uncond); default: none, kv-replace: --guidance as official MasaCtrl)', Type.Number()),
   method: withDefault('--method <name>', `image-prompt method: ${METHOD_NAMES.join(', ')}`, enumOf(METHOD_NAMES), 'indetail-ip'),
   guidanceMode: optional('--guidance-mode <mode>', 'conflict-free (reference only in the conditional branch; default for indetail-ip) or conflicting (both branches; default for the baselines)', enumOf(GUIDANCE_MODES)),
   stratifiedSteps: optional('--stratified-steps <s>', 'InDetail-IP: steps with Stratified Attention (default 10 of 50, scaled to --steps)', Type.Integer({ minimum: 0 })),
@@ -175,6 +185,9 @@ export const VARY_OPTIONS = {
   tEarly: optional('--t-early <t>', 'kv-concat (RIVAL): AdaIN of the guided noise to the reference\'s above this timestep (default 600)', Timestep),
   startStep: optional('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', Type.Integer({ minimum: 0 })),
   startLayer: optional('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', Type.Integer({ minimum: 0 })),
+  scoreScale: optional('--score-scale <x>', 'style-aligned (StyleAligned): shared_score_scale, multiplies the reference keys (default 1)', Type.Number()),
+  scoreShift: optional('--score-shift <y>', 'style-aligned (StyleAligned): shared_score_shift, added to the reference logits (default log 2 = 0.693)', Type.Number()),
+  inversionOffset: optional('--inversion-offset <n>', 'style-aligned (StyleAligned): the reference row starts from the inversion chain\'s zts[n] (most noisy first) and is pinned to zts[max(n+1, i+1)] after step i (default steps/10, at least 2)', Type.Integer({ minimum: 0 })),
   controlUncondSteps: optional('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', Type.Integer({ minimum: 0 })),
   previewEvery,
 };

@@ -9,6 +9,7 @@ import type { UNetVariant } from '../components/unet.js';
 import type { RGBImage } from '../io/image.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { InputError } from '../errors.js';
+import type { Json } from '../io/config.js';
 import { createInverseScheduler } from '../schedulers/index.js';
 import { concatRows, rows, type Tensor } from '../tensor.js';
 import { report, type RunControl } from './progress.js';
@@ -28,6 +29,8 @@ export interface InversionOptions extends RunControl {
    * uncond + g (cond - uncond); <= 1 (default 1) conditions on the prompt alone.
    */
   guidance?: number;
+  /** The scheduler config to invert with (default: the model's; a method's official run may override entries). */
+  schedulerConfig?: { file: string; raw: Record<string, Json> };
   /** The unconditional text of a guided inversion; default null = "" (zeros on SDXL models with force_zeros_for_empty_prompt). */
   negativePrompt?: string | null;
   /** Keep the h-space (mid-block output) of every UNet call, keyed by timestep (InjectFusion's content). */
@@ -75,7 +78,7 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   const cond = both && (cfg ? conditioningRows(both, 1) : both);
   const emb = cond?.encoderHiddenStates;
   await phaseDone(ck, 'text_encoder', 'text_encoder_2', 'vae');
-  const inv = createInverseScheduler(ck.schedulerConfig());
+  const inv = createInverseScheduler(o.schedulerConfig ?? ck.schedulerConfig());
   inv.setTimesteps(steps);
   const unet = ck.unet();
   const chain: Tensor[] = [z0];

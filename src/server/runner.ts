@@ -21,6 +21,7 @@ import type { EditParams, FuseParams, GenerateParams, InjectParams, InvertParams
 import { HttpError } from './http-error.js';
 import { parseLoraSpec, type Checkpoint, type IPAdapterInput } from '../index.js';
 import { writeFileAtomic } from './store.js';
+import type { Precision } from '../graph/quantize.js';
 
 export interface RunContext {
   models: ModelCache;
@@ -64,13 +65,13 @@ async function controls(ctx: RunContext, p: { controlnet: string[]; controlImage
 }
 
 /** The job's model with its LoRAs (`lora`: NAME[:SCALE] under --models) and tiny VAE. */
-export function openFor(ctx: Pick<RunContext, 'models'>, o: { model: string; lora?: string[]; vaeTiny?: string }): Checkpoint {
+export function openFor(ctx: Pick<RunContext, 'models'>, o: { model: string; lora?: string[]; vaeTiny?: string; precision?: Precision }): Checkpoint {
   const loras = (o.lora ?? []).map((spec, j) => {
     const l = parseLoraSpec(spec, `lora[${j}]`);
     return { path: ctx.models.path(l.path, `lora[${j}]`, ['weights']), ...(l.scale !== undefined ? { scale: l.scale } : {}) };
   });
   const vaeTiny = o.vaeTiny ? ctx.models.path(o.vaeTiny, 'vaeTiny', ['vae-tiny']) : undefined;
-  return ctx.models.checkpoint(o.model, 'model', { loras, vaeTiny });
+  return ctx.models.checkpoint(o.model, 'model', { loras, vaeTiny, ...(o.precision ? { precision: o.precision } : {}) });
 }
 
 /** `previewEvery`: previews of the x0 prediction in the progress events, decoded by the tiny VAE when the job names one. */
@@ -172,13 +173,17 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const method = createMethod(o.method as string, o.steps, {
         guidanceMode: o.guidanceMode as VaryParams['guidanceMode'] & ('conflict-free' | 'conflicting' | undefined), stratifiedSteps: o.stratifiedSteps,
         lambdaP: o.lambdaP, lambdaG: o.lambdaG, tAlign: o.tAlign, tEarly: o.tEarly, startStep: o.startStep, startLayer: o.startLayer, controlnet: cs.length > 0,
+        scoreScale: o.scoreScale, scoreShift: o.scoreShift, inversionOffset: o.inversionOffset,
       });
-      const prompt = o.prompt ?? o.inversionPrompt ?? '';
+      // prompt: one string, or a list (one image per prompt, StyleAligned's prompt list).
+      const promptList = typeof o.prompt === 'string' ? [o.prompt] : o.prompt;
+      const prompts = promptList && promptList.length > 1 ? promptList : undefined;
+      const prompt = promptList?.[0] ?? o.inversionPrompt ?? '';
       if (o.scheduler !== undefined && o.scheduler !== 'ddim') throw new HttpError(400, `scheduler: vary samples with ddim only (as its method's official code); omit scheduler or pass ddim`);
       const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const r = await vary(ck, {
-        reference: await image(ctx, o.image, 'image'), method, prompt, inversionPrompt: o.inversionPrompt ?? prompt, negativePrompt: o.negativePrompt,
+        reference: await image(ctx, o.image, 'image'), method, prompt, prompts, inversionPrompt: o.inversionPrompt ?? prompt, inversionGuidance: o.inversionGuidance, negativePrompt: o.negativePrompt,
         steps: o.steps, guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height, noise: createNoise(o.noise as NoiseKind, s),
         controls: cs, controlUncondSteps: o.controlUncondSteps, ...conditioning(o), ...(await ipAdaptersOf(ctx, o)), onWarning,
         ...previewOf(o, ck), ...ctl,
@@ -193,7 +198,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const o = params as InvertParams;
       const ck = openFor(ctx, o);
       const { prompt2, micro } = conditioning(o) as { prompt2?: string; micro: never };
-      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, width: o.width, height: o.height, ...ctl });
+      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, ...ctl });
       const chain = concatRows(inv.chain);
       const file = writeTensors(ctx, 'chain.safetensors', { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       return { files: [file], warnings };
