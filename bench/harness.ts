@@ -375,6 +375,8 @@ export interface TimedArm {
   first: Record<string, number>;
   /** Timed calls of each feed set, seconds. */
   times: Record<string, number[]>;
+  /** CPU seconds (user + system, all threads) of each timed call: less skewed than wall time by other work on the machine. */
+  cpu: Record<string, number[]>;
   finite: boolean;
 }
 
@@ -402,16 +404,17 @@ export async function timeArms(measure: string, arms: readonly Arm[], runs: numb
       finite &&= !Object.values(r).some(hasNonFinite);
       log(`${measure} ${a.label}/${name}: first call ${first[name]!.toFixed(2)} s`);
     }
-    out.push({ prepared, first, times: Object.fromEntries(Object.keys(a.feeds).map((k) => [k, []])), finite });
+    out.push({ prepared, first, times: Object.fromEntries(Object.keys(a.feeds).map((k) => [k, []])), cpu: Object.fromEntries(Object.keys(a.feeds).map((k) => [k, []])), finite });
   }
   const cpu0 = process.cpuUsage(), wall0 = now();
   for (let i = 0; i < runs; i++) {
     for (const [j, a] of arms.entries()) {
       for (const [name, feeds] of Object.entries(a.feeds)) {
-        const t = now();
+        const t = now(), c0 = process.cpuUsage();
         const r = await out[j]!.prepared.compiled.run(feeds);
-        const dt = now() - t;
+        const dt = now() - t, c = process.cpuUsage(c0);
         out[j]!.times[name]!.push(dt);
+        out[j]!.cpu[name]!.push((c.user + c.system) / 1e6);
         out[j]!.finite &&= !Object.values(r).some(hasNonFinite);
         log(`${measure} ${a.label}/${name}: call ${i + 1}/${runs} ${dt.toFixed(2)} s`);
       }
@@ -460,6 +463,10 @@ export function ratioResult(measure: string, timed: Timed, arms: readonly Arm[],
     baseline_min_s: round(Math.min(...bt)),
     baseline_gflops: round(base.prepared.flops / bmed / 1e9),
     baseline_build_s: round(base.prepared.buildS),
+    // CPU seconds per call (medians) and their ratio: on a loaded machine wall times swing with other work
+    cpu_s: round(median(m.cpu[main]!)),
+    baseline_cpu_s: round(median(Object.values(base.cpu)[0]!)),
+    cpu_ratio: round(median(m.cpu[main]!) / median(Object.values(base.cpu)[0]!)),
     ...extra,
   };
 }
