@@ -102,3 +102,16 @@ test('vary --method kv-replace equals the official MasaCtrl real-image editing r
   // End to end the float32 noise of z_0 (VAE, 3.7e-7) grows through the chaotic random-weight UNet to 5e-5 at
   // z_T and ~1.8e-3 in the final latents (the contract's 1e-3 is not met; see notes/masactrl.md): logged only.
 });
+
+test('kv-replace bookkeeping as MutualSelfAttentionControl: steps range(start_step, 50), blocks range(start_layer, 16), rows from z_T', () => {
+  const mc = createMethod('kv-replace', 60, { startStep: 4, startLayer: 10 });
+  assert.deepEqual([9, 10, 15, 16, 20].map((i) => mc.layer('', i)), [false, true, true, false, false], 'layer_idx = range(10, 16) (model_type SD) also on larger UNets');
+  const at = (i: number) => mc.weights({ index: i, timestep: 0, steps: 60 }).cond.fixedRef;
+  assert.deepEqual([3, 4, 49, 50, 59].map(at), [0, 1, 1, 0, 0], 'step_idx = range(4, 50): total_steps 50 whatever --steps');
+  const zT = { shape: [1, 2, 1, 1], data: Float32Array.from([1, 2]) }, noise = { shape: [2, 2, 1, 1], data: Float32Array.from([5, 6, 7, 8]) };
+  assert.deepEqual([...mc.initialLatents(noise, zT, undefined).data], [1, 2, 1, 2], 'every generated row starts from z_T');
+  assert.ok(mc.run?.freeReference && mc.run.inversionGuidance === 'sampling' && mc.run.referencePixels, 'the official run settings');
+  const old = createMethod('kv-replace', 60, { fromNoise: true });
+  assert.deepEqual([...old.initialLatents(noise, zT, undefined).data], [5, 6, 7, 8]);
+  assert.equal(old.run, undefined);
+});
