@@ -176,6 +176,14 @@ test('benchmark: Ctrl-C mid-run keeps finished units, the rerun continues, score
   const again = await runBenchmark({ model: TINY, data, out, configs: expandGrid({ methods: ['indetail-ip'], sweep: { lambdaP: ['0.5', '2'] } }), settings: { steps: 3, numImages: 2, width: 64, height: 64 }, networks: NETS });
   assert.equal(again.generated, 0);
   assert.deepEqual(again.configs.map((c) => c.metrics.clip_i!.mean), r.configs.map((c) => c.metrics.clip_i!.mean));
+  // The CLI's --report-only --json: the folder's own settings and grid, nothing generated, the same scores.
+  const ro = spawnSync(process.execPath, [CLI, 'benchmark', '--report-only', '--data', data, '--out', out, '--clip-model', NETS.clip, '--dino-model', NETS.dino, '--lpips-model', NETS.lpips, '--json'], { encoding: 'utf8' });
+  assert.equal(ro.status, 0, ro.stderr);
+  const summary = JSON.parse(ro.stdout.trim().split('\n').pop()!) as { generated: number; resumed: number; skipped: { file: string }[]; configs: { id: string; metrics: { clip_i: { mean: number } } }[] };
+  assert.equal(summary.generated, 0);
+  assert.equal(summary.resumed, 4);
+  assert.deepEqual(summary.configs.map((c) => [c.id, c.metrics.clip_i.mean]), r.configs.map((c) => [c.config.id, c.metrics.clip_i!.mean]));
+  assert.deepEqual(summary.skipped.map((x) => path.basename(x.file)), ['broken.png']);
   console.log(`benchmark: ${first.length} units before Ctrl-C; rerun generated ${r.generated} and scored 4 units in ${seconds.toFixed(1)} s`);
 
   // 6. The report in a real browser: the metric table, every image decoded, the skipped file, the plot.
