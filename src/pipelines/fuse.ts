@@ -22,6 +22,7 @@ import { latentShape, type GeneratedImages, type SamplingOptions } from './commo
 import { report } from './progress.js';
 import { initialLatents, textToImage } from './text-to-image.js';
 import type { PreviewOptions } from './preview.js';
+import { concatEmbeddings, defaultMicroConditioning } from '../components/prompt-conditioner.js';
 
 export interface FuseOptions extends SamplingOptions {
   /** Decoded previews of the x0 prediction every N steps, reported as progress events (`--preview-every`). */
@@ -70,7 +71,10 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');
-  if (unet.config.addition) throw new InputError('--pno-steps: Prompt-Noise Optimization is implemented for SD 1.x/2.x UNets; this UNet has added (SDXL) conditioning');
+  // SDXL: the pooled text and time ids of the [u; c] rows, as textToImage conditions the sampling below.
+  const added = unet.config.addition
+    ? concatEmbeddings([emb.rows(1), emb.rows(0)]).conditioning(defaultMicroConditioning(shape[3]! * vae.scaleFactor, shape[2]! * vae.scaleFactor)).addedCond
+    : undefined;
   const tower = o.tower ?? towerOfImageEncoder(ck.imageEncoder());
   // The reference's features, preprocessed exactly as generated images are (x in [-1, 1] -> clip pixels).
   const refPixels = new VaeImageProcessor({ vae_scale_factor: 1, do_resize: false }).preprocess(o.reference);
@@ -87,7 +91,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
     const trace: number[] = [];
     for (let it = 0; it < pnoSteps; it++) {
       report(o, 'pno', i * pnoSteps + it, k * pnoSteps, trace.length ? `loss ${trace[trace.length - 1]!.toFixed(4)}` : undefined);
-      const r = await pnoLossAndGrads(ck, tower, { zT: vars.z, c: vars.c, u: fused.uncond, steps, guidance, reference }, { checkpointing: o.checkpointing });
+      const r = await pnoLossAndGrads(ck, tower, { zT: vars.z, c: vars.c, u: fused.uncond, steps, guidance, reference, ...(added ? { added } : {}) }, { checkpointing: o.checkpointing });
       trace.push(r.loss);
       o.onPnoLoss?.(i, it, r.loss);
       adam.step(vars, { z: r.gradZT, c: r.gradC });
@@ -100,7 +104,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   // Generate each image from its optimized noise and conditioning.
   const images = [], finals = [];
   for (let i = 0; i < k; i++) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: conds[i]!, uncond: fused.uncond }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: emb.rows(0).withEmbeds(conds[i]!), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
     images.push(...r.images);
     finals.push(r.latents);
   }

@@ -9,7 +9,7 @@
  * The DDIM step is linear in (z, model output), z' = A z + B out, so its backward is two scalars per step.
  */
 import type { Checkpoint } from '../../components/checkpoint.js';
-import { unetVJP } from '../../components/unet.js';
+import { unetVJP, type AddedConditioning } from '../../components/unet.js';
 import { gradients } from '../../graph/autodiff.js';
 import { Graph, type Value } from '../../graph/ir.js';
 import * as op from '../../graph/ops.js';
@@ -32,6 +32,11 @@ export interface PnoProblem {
   readonly guidance: number;
   /** CLIP features of the reference image [1, F]. */
   readonly reference: Tensor;
+  /**
+   * SDXL's added conditioning of the [u; c] rows (pooled text [2, P], time ids [2, 6]); held fixed: only
+   * the token embeddings c are optimized.
+   */
+  readonly added?: AddedConditioning;
 }
 
 export interface PnoResult {
@@ -73,10 +78,11 @@ async function checkpointed(ck: Checkpoint, tower: ImageFeatureTower, p: PnoProb
   const s = scheduler(ck, p.steps);
   const unet = ck.unet();
   const ctx = concatRows([p.u, p.c]);
+  const added = p.added ? { addedCond: p.added } : {};
   const zs: Tensor[] = [p.zT];
   let z = p.zT;
   for (const t of s.timesteps) {
-    const { noisePred } = await unet.run({ sample: concatRows([z, z]), timestep: t, encoderHiddenStates: ctx });
+    const { noisePred } = await unet.run({ sample: concatRows([z, z]), timestep: t, encoderHiddenStates: ctx, ...added });
     const g = classifierFreeGuidance(rows(noisePred, 0).data, rows(noisePred, 1).data, p.guidance);
     z = { shape: z.shape, data: s.step(g, t, z.data).prevSample };
     zs.push(z);
@@ -100,7 +106,7 @@ async function checkpointed(ck: Checkpoint, tower: ImageFeatureTower, p: PnoProb
     const cot = new Float32Array(2 * dz.length);
     for (let j = 0; j < dz.length; j++) { const dg = B * dz[j]!; cot[j] = (1 - w) * dg; cot[dz.length + j] = w * dg; }
     const zi = zs[i]!;
-    const v = await unetVJP(unet, { sample: concatRows([zi, zi]), timestep: t, encoderHiddenStates: ctx }, { shape: [2, ...zi.shape.slice(1)], data: cot });
+    const v = await unetVJP(unet, { sample: concatRows([zi, zi]), timestep: t, encoderHiddenStates: ctx, ...added }, { shape: [2, ...zi.shape.slice(1)], data: cot });
     const next = new Float32Array(dz.length);
     for (let j = 0; j < dz.length; j++) next[j] = A * dz[j]! + v.dSample.data[j]! + v.dSample.data[dz.length + j]!;
     const dctx = v.dEncoderHiddenStates!.data;
@@ -120,9 +126,10 @@ async function wholeGraph(ck: Checkpoint, tower: ImageFeatureTower, p: PnoProble
     const u = g.input('u', p.u.shape);
     const ref = g.input('reference', p.reference.shape);
     const ctx = op.concat([u, c], 0);
+    const addedCond = p.added ? { textEmbeds: g.input('text_embeds', p.added.textEmbeds.shape), timeIds: g.input('time_ids', p.added.timeIds.shape) } : undefined;
     let z: Value = zT;
     for (const t of s.timesteps) {
-      const out = unet2DConditionModel({ sample: op.concat([z, z], 0), timestep: op.constFloat(g, [2], new Float32Array([t, t]), 't'), encoderHiddenStates: ctx }, unet.weights, unet.config);
+      const out = unet2DConditionModel({ sample: op.concat([z, z], 0), timestep: op.constFloat(g, [2], new Float32Array([t, t]), 't'), encoderHiddenStates: ctx, ...(addedCond ? { addedCond } : {}) }, unet.weights, unet.config);
       const [eu, ec] = op.chunk(out, 2, 0) as [Value, Value];
       const guided = op.add(eu, op.mul(op.sub(ec, eu), p.guidance));
       const { A, B } = stepCoefficients(s, t);
@@ -136,7 +143,7 @@ async function wholeGraph(ck: Checkpoint, tower: ImageFeatureTower, p: PnoProble
     g.output('d_c', dc!);
     return g;
   });
-  const r = await session.run({ z_T: p.zT, c: p.c, u: p.u, reference: p.reference });
+  const r = await session.run({ z_T: p.zT, c: p.c, u: p.u, reference: p.reference, ...(p.added ? { text_embeds: p.added.textEmbeds, time_ids: p.added.timeIds } : {}) });
   return { loss: r.loss!.data[0]!, gradZT: r.d_z_T!, gradC: r.d_c!, finalLatents: r.final_latents! };
 }
 
