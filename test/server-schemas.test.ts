@@ -17,6 +17,7 @@ import { JOB_SCHEMAS, type JobKind } from '../src/server/schemas.js';
 const SERVER_ONLY: Record<string, string> = {
   saveLatents: 'a file path in the CLI; a yes/no here (results go to the job folder)',
   lora: 'added to every sampling command in main.ts',
+  precision: 'added to every command in main.ts',
 };
 /** CLI flags that name output files or local inputs the server replaces with its own. */
 const CLI_ONLY = new Set(['out', 'latents', 'saveChain', 'saveLatents', 'quiet']);

@@ -66,6 +66,7 @@ program.hook('preAction', (_root, cmd) => {
   precision = cmd.getOptionValueSource('precision') === 'cli' ? cmd.opts<{ precision: Precision }>().precision : o.precision ?? 'fp32';
   if (precision === 'int8' && o.device !== 'cpu') throw new InputError(`--precision int8 runs on --device cpu only (the ${o.device} provider has no dynamically quantized kernels)`);
   if (precision === 'int8' && ['train-aligner', 'train-attribute'].includes(cmd.name()) && !quiet) process.stderr.write(`warning: ${cmd.name()} computes gradients, which run in float32: --precision int8 does not apply\n`);
+  if (precision === 'int8' && ['serve', 'worker'].includes(cmd.name())) process.stderr.write(`warning: ${cmd.name()}: the precision is chosen per job (the request's "precision": "int8"); --precision is ignored here\n`);
   configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
 
@@ -92,7 +93,7 @@ for (const cmd of program.commands) {
 
 /** --precision, global and on every command (the UNet, ControlNets and VAE of the model the command opens). */
 function precisionOption(): Option {
-  return new Option('--precision <p>', 'fp32 (exact) or int8: UNet, ControlNet and VAE weights quantized per channel, activations at run time (faster on CPUs with int8 matrix instructions; an approximation)')
+  return new Option('--precision <p>', 'fp32 (exact) or int8: UNet, ControlNet and VAE encoder weights quantized per channel, activations at run time (faster on CPUs with int8 matrix instructions; an approximation); the VAE decoder, text and image encoders stay float32')
     .argParser(choice('--precision', PRECISIONS)).default('fp32');
 }
 

@@ -41,6 +41,9 @@ export const LORA = serverOnly(withDefault('--lora <file[:scale]>', 'LoRA file (
   Type.Array(Type.String({ minLength: 1, maxLength: 600 }), { maxItems: 16 }), [], { ref: 'models', parse: collect((v) => parseLoraSpec(v)) }));
 
 /** Precision of the UNet, ControlNets and VAE (the CLI adds --precision to every command in main.ts). */
+export const PRECISION = serverOnly(withDefault('--precision <p>', 'fp32 (exact) or int8 (UNet, ControlNet and VAE encoder quantized; faster on CPUs with int8 matrix instructions, an approximation; the VAE decoder stays float32)', enumOf(PRECISIONS), 'fp32'));
+
+/** Precision of the UNet, ControlNets and VAE (the CLI adds --precision to every command in main.ts). */
 export const PRECISION = serverOnly(withDefault('--precision <p>', 'fp32 (exact) or int8 (UNet, ControlNet and VAE quantized; faster on CPUs with int8 matrix instructions, an approximation)', enumOf(PRECISIONS), 'fp32'));
 
 /** SDXL micro-conditioning (other families ignore it). */
