@@ -43,9 +43,6 @@ export const LORA = serverOnly(withDefault('--lora <file[:scale]>', 'LoRA file (
 /** Precision of the UNet, ControlNets and VAE (the CLI adds --precision to every command in main.ts). */
 export const PRECISION = serverOnly(withDefault('--precision <p>', 'fp32 (exact) or int8 (UNet, ControlNet and VAE encoder quantized; faster on CPUs with int8 matrix instructions, an approximation; the VAE decoder stays float32)', enumOf(PRECISIONS), 'fp32'));
 
-/** Precision of the UNet, ControlNets and VAE (the CLI adds --precision to every command in main.ts). */
-export const PRECISION = serverOnly(withDefault('--precision <p>', 'fp32 (exact) or int8 (UNet, ControlNet and VAE quantized; faster on CPUs with int8 matrix instructions, an approximation)', enumOf(PRECISIONS), 'fp32'));
-
 /** SDXL micro-conditioning (other families ignore it). */
 export const MICRO_OPTIONS = {
   originalSize: optional('--original-size <WxH>', 'SDXL micro-conditioning original_size (default: the image size)', Type.String({ pattern: '^\\d+[xX]\\d+$' }), { parse: sizeFlag('--original-size') }),
