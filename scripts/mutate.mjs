@@ -22,7 +22,7 @@ const t = (...names) => names.map((n) => `dist/test/${n}.test.js`);
 export const SLICES = {
   schedulers: {
     mutate: ['src/schedulers/**/*.ts', '!src/schedulers/scheduler-config.ts'],
-    tests: t('schedulers', 'schedulers-trajectory', 'hand-derived'),
+    tests: t('schedulers', 'ddim-pieces', 'schedulers-trajectory', 'hand-derived'),
   },
   // schedulers-config.test spawns the CLI (~10 s a run): only for the config reading it pins.
   'schedulers-config': {
