@@ -27,6 +27,8 @@ import { createMethod } from '../src/methods/index.js';
 import { vary } from '../src/pipelines/vary.js';
 import { host, setHost } from '../src/runtime/host.js';
 import { createHash as webCreateHash } from '../src/runtime/web/hash.js';
+import * as webFs from '../src/runtime/web/fs.js';
+import * as webPath from '../src/runtime/web/path.js';
 import nodeCrypto from 'node:crypto';
 import { createNoise } from '../src/noise/gaussian.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -130,6 +132,51 @@ test('library browser build (dist/browser/visprompt.js): one ES module, no Node 
   const statements = code.split('\n').filter((l) => !/^\s*(\*|\/\/|\/\*)/.test(l)).join('\n'); // comments may name anything
   assert.doesNotMatch(statements, /from "node:|\brequire\("[^"]*"\)|from "onnxruntime-node"|from "sharp"/);
   for (const name of ['mountModel', 'openCheckpoint', 'textToImage', 'vary', 'pickDevice', 'useDevice']) assert.match(code, new RegExp(`export \\{[^}]*\\b${name}\\b`));
+});
+
+// The browser's file system over picked files, in Node with an in-memory slice reader (FileReaderSync in a worker).
+test('browser build: read-only file system over File objects (positioned reads, folders, errors) and POSIX paths', () => {
+  const bytes = new Map<object, Uint8Array>();
+  const file = (text: string | Uint8Array): webFs.BlobLike => {
+    const data = typeof text === 'string' ? new TextEncoder().encode(text) : text;
+    const b = { size: data.length, lastModified: 5, slice: (): Blob => { throw new Error('not used'); } };
+    bytes.set(b, data);
+    return b;
+  };
+  const reads: [number, number][] = [];
+  webFs.setSliceReader((blob, start, end) => { reads.push([start, end]); return bytes.get(blob)!.subarray(start, end); });
+  try {
+    const big = Uint8Array.from({ length: 1000 }, (_, i) => i & 255);
+    webFs.mount('/model', [{ path: 'tiny/model_index.json', blob: file('{"a": 1}') }, { path: 'tiny/unet/w.safetensors', blob: file(big) }]);
+    assert.equal(webFs.existsSync('/model/tiny/unet'), true);
+    assert.equal(webFs.statSync('/model/tiny').isDirectory(), true);
+    assert.equal(webFs.statSync('/model/tiny/unet/w.safetensors').size, 1000);
+    assert.deepEqual(webFs.readdirSync('/model/tiny'), ['model_index.json', 'unet']);
+    assert.equal(webFs.readFileSync('/model/tiny/./unet/../model_index.json', 'utf8'), '{"a": 1}');
+    const fd = webFs.openSync('/model/tiny/unet/w.safetensors');
+    const buf = new Uint8Array(8);
+    reads.length = 0;
+    assert.equal(webFs.readSync(fd, buf, 2, 4, 300), 4);
+    assert.deepEqual([...buf], [0, 0, 300 & 255, 301 & 255, 302 & 255, 303 & 255, 0, 0]);
+    assert.deepEqual(reads, [[300, 304]], 'only the asked bytes are read');
+    assert.equal(webFs.readSync(fd, buf, 0, 8, 996), 4, 'short read at the end');
+    assert.equal(webFs.readSync(fd, buf, 0, 8, 1000), 0);
+    webFs.closeSync(fd);
+    assert.throws(() => webFs.readSync(fd, buf, 0, 1, 0), { code: 'EBADF' });
+    assert.throws(() => webFs.openSync('/model/tiny/vae/x'), { code: 'ENOENT' });
+    assert.throws(() => webFs.openSync('/model/tiny/unet'), { code: 'EISDIR' });
+    assert.throws(() => webFs.mkdirSync('/tmp/x'), { code: 'EROFS' });
+    webFs.unmount('/model');
+    assert.equal(webFs.existsSync('/model/tiny/model_index.json'), false);
+  } finally { webFs.setSliceReader(undefined); }
+  for (const args of [['/a/b', '../c'], ['a', './b/'], ['/a', '', 'b/..'], ['/m/', 'unet', 'config.json']]) assert.equal(webPath.join(...args), path.posix.join(...args), args.join(' '));
+  for (const p of ['/a/b/c.json', '/a', 'a', '/a/b/', '/']) {
+    assert.equal(webPath.dirname(p), path.posix.dirname(p), p);
+    assert.equal(webPath.basename(p), path.posix.basename(p), p);
+    assert.equal(webPath.extname(p), path.posix.extname(p), p);
+  }
+  assert.equal(webPath.resolve('/m/unet', 'w.bin'), '/m/unet/w.bin');
+  assert.equal(webPath.relative('/m/a/b', '/m/c'), path.posix.relative('/m/a/b', '/m/c'));
 });
 
 interface PageResult { device: string; kind: string; shape: number[]; latents: number[]; seconds: number }

@@ -14,7 +14,8 @@ export function normalize(p: string): string {
     else if (s !== '..' || !abs) parts.push(s);
   }
   const out = (abs ? '/' : '') + parts.join('/');
-  return out || (abs ? '/' : '.');
+  // a trailing slash stays, as Node's normalize keeps it
+  return (out || (abs ? '/' : '.')) + (parts.length && p.endsWith('/') ? '/' : '');
 }
 
 export function join(...ps: string[]): string { return normalize(ps.filter((p) => p !== '').join('/') || '.'); }
@@ -30,6 +31,7 @@ export function isAbsolute(p: string): boolean { return p.startsWith('/'); }
 
 export function dirname(p: string): string {
   const s = p.replace(/\/+$/, '');
+  if (s === '' && p.startsWith('/')) return '/';
   const i = s.lastIndexOf('/');
   return i < 0 ? '.' : i === 0 ? '/' : s.slice(0, i);
 }
