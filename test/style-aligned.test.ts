@@ -77,7 +77,9 @@ test('style-aligned sampling from the official inversion chain = official StyleA
 });
 
 test('style-aligned end to end (guided inversion with zero uncond and 1024 time ids, steps_offset 0) = official rows; images within 1 level', async () => {
-  const r = await run({});
+  // No inversionGuidance: the notebook's 2 is the method's default.
+  assert.equal(s.inversion_guidance_scale, 2);
+  const r = await run({ inversionGuidance: undefined });
   const zts = g['inversion.zts']!;
   let chainErr = 0;
   for (let i = 0; i <= steps; i++) chainErr = Math.max(chainErr, maxAbsDiff(r.inversion.chain[i]!, rows(zts, steps - i)));

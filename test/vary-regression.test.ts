@@ -44,7 +44,7 @@ const CASES: Case[] = [
   // reference row pinned from zts[offset], noise drawn for the reference row too, uncond reference on the negative prompt).
   { name: 'style-aligned defaults (score shift log 2)', method: 'style-aligned', options: {}, expected: [-0.1133893, 2.652277, -5.712428, 3.148924, -4.218089, 2.608857, -2.437173, 2.462763, -1.598445, 1.487756] },
   { name: 'style-aligned score shift 0, conflict-free', method: 'style-aligned', options: { scoreShift: 0, guidanceMode: 'conflict-free' }, expected: [-0.06524854, 3.018922, -5.986566, 4.120969, -6.095472, 3.600483, -2.088052, 2.597453, 0.1150944, 2.103514] },
-  { name: 'style-aligned score scale 0.5, inversion offset 0', method: 'style-aligned', options: { scoreScale: 0.5, inversionOffset: 0 }, expected: [-0.08919930, 2.643825, -5.702250, 2.942769, -4.129301, 2.708298, -2.391274, 2.495157, -1.467433, 1.521284] },
+  { name: 'style-aligned score scale 0.5, inversion offset 0', method: 'style-aligned', options: { scoreScale: 0.5, inversionOffset: 0 }, expected: [-0.08954910, 2.644320, -5.711123, 2.931829, -4.103643, 2.732863, -2.399347, 2.490180, -1.477286, 1.517834] },
   { name: 'indetail-ip conflicting guidance', method: 'indetail-ip', options: { guidanceMode: 'conflicting', stratifiedSteps: 1 }, expected: [-0.01105104, 0.9184330, -0.2891823, -1.181322, -0.1000431, 1.582857, 1.635205, -1.039226, -0.8523268, -0.2370432] },
 ];
 

@@ -166,6 +166,8 @@ export function styleAligned(steps: number, o: StyleAlignedOptions = {}): Refere
     referenceUncond: 'negative',
     // inversion.py zeroes the embeddings of '' and hard-codes the time ids (1024, 1024, 0, 0, 1024, 1024).
     inversionUncond: 'zeros',
+    // ddim_inversion(pipeline, x0, src_prompt, num_inference_steps, 2): guidance 2 unless --inversion-guidance.
+    inversionGuidance: 2,
     inversionMicro: { originalSize: [1024, 1024], cropTopLeft: [0, 0], targetSize: [1024, 1024] },
     // Step 0 reads zts[offset]; the callback after step i writes zts[max(offset + 1, i + 1)] for step i + 1.
     referenceStep: (i) => (i === 0 ? offset : Math.max(offset + 1, i)),

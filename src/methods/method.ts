@@ -68,6 +68,6 @@ export interface OfficialRun {
   readonly freeReference?: boolean;
   /** The reference image as the official code loads it: [1, 3, height, width] in [-1, 1] (default: diffusers' preprocessing). */
   referencePixels?(image: RGBImage, width: number, height: number): Tensor;
-  /** 'sampling': without an explicit inversion guidance, invert with the sampling guidance (MasaCtrl's notebook). */
-  readonly inversionGuidance?: 'sampling';
+  /** Without an explicit inversion guidance: 'sampling' = the sampling guidance (MasaCtrl's notebook), a number = that scale (StyleAligned's 2). */
+  readonly inversionGuidance?: 'sampling' | number;
 }

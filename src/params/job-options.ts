@@ -175,7 +175,7 @@ export const VARY_OPTIONS = {
   prompt: optional('--prompt <text>', 'text prompt (default: the inversion prompt); repeat it for one image per prompt (StyleAligned\'s prompt list)',
     Type.Union([Text, Type.Array(Text, { minItems: 1, maxItems: 64 })]), { parse: collect((v) => v) }),
   inversionPrompt: optional('--inversion-prompt <text>', 'caption used to invert the reference ("" for cross-prompt generation; default: the prompt)', Text),
-  inversionGuidance: optional('--inversion-guidance <g>', 'classifier-free guidance of the reference\'s DDIM inversion (> 1: uncond + g (cond - uncond); default: none, kv-replace: --guidance as official MasaCtrl)', Type.Number()),
+  inversionGuidance: optional('--inversion-guidance <g>', 'classifier-free guidance of the reference\'s DDIM inversion (> 1: uncond + g (cond - uncond); default: none; kv-replace: --guidance as official MasaCtrl; style-aligned: 2 as official StyleAligned)', Type.Number()),
   method: withDefault('--method <name>', `image-prompt method: ${METHOD_NAMES.join(', ')}`, enumOf(METHOD_NAMES), 'indetail-ip'),
   guidanceMode: optional('--guidance-mode <mode>', 'conflict-free (reference only in the conditional branch; default for indetail-ip) or conflicting (both branches; default for the baselines)', enumOf(GUIDANCE_MODES)),
   stratifiedSteps: optional('--stratified-steps <s>', 'InDetail-IP: steps with Stratified Attention (default 10 of 50, scaled to --steps)', Type.Integer({ minimum: 0 })),

@@ -112,7 +112,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   // MasaCtrl: the reference as its notebook loads it (torch nearest resize, x / 127.5 - 1).
   const z0 = run.referencePixels ? await vae.encodeToLatents(run.referencePixels(o.reference, reference.width, reference.height)) : await imageToLatents(ck, reference);
   const inversion = o.inversion ?? await invert(ck, z0, {
-    prompt: inversionPrompt, micro: run.inversionMicro ?? o.micro, steps, guidance: o.inversionGuidance ?? (run.inversionGuidance === 'sampling' ? guidance : undefined), schedulerConfig: schedulerConfigOf(ck, run),
+    prompt: inversionPrompt, micro: run.inversionMicro ?? o.micro, steps, guidance: o.inversionGuidance ?? (run.inversionGuidance === 'sampling' ? guidance : run.inversionGuidance), schedulerConfig: schedulerConfigOf(ck, run),
     ...(run.inversionUncond === 'zeros' ? { negativePrompt: null } : {}), onProgress: o.onProgress, signal: o.signal,
   });
   if (inversion.chain.length !== steps + 1) throw new InputError(`the inversion has ${inversion.chain.length - 1} steps but this run has ${steps}`);
