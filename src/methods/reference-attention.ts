@@ -13,6 +13,7 @@
  */
 import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
+import { engineDevice } from '../graph/session.js';
 import type { AttentionCall, UNetHooks } from '../models/hooks.js';
 
 export interface ReferenceLayout {
@@ -90,9 +91,11 @@ export function sharedGroupNorm(referenceOf: readonly (number | null)[]): NonNul
 /**
  * x[:, :L] with L = x's length when some row's weight is nonzero, else 1 (decided at run time from the weight
  * input): the attention term it feeds is then multiplied by 0 in every row, so one key (a finite result) is
- * enough. The IR keeps the static shape; only ONNX Runtime sees the shorter tensor.
+ * enough. The IR keeps the static shape; only ONNX Runtime sees the shorter tensor (consumed by the fused kernel only).
  */
 function keysIfUsed(x: Value, weight: Value): Value {
+  // WebGPU's attention is explicit matmuls whose head split reshapes to the static length: keep every key there
+  if (engineDevice() === 'webgpu') return x;
   const g = x.graph;
   const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'len');
   const maxWeight = g.node('ReduceMax', [op.abs(weight)], [{ shape: [], dtype: 'float32' }], { keepdims: 0 })[0]!;
