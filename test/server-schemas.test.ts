@@ -44,7 +44,27 @@ test('request schemas match the CLI flags: names and defaults', () => {
     }
     for (const name of options.keys()) if (!(name in props) && !CLI_ONLY.has(name)) missing.push(`${kind} --${options.get(name)!.long?.slice(2)}`);
   }
-  if (missing.length) console.log(`CLI flags the server does not take yet: ${missing.join(', ')}`);
+  assert.deepEqual(missing, [], 'every CLI flag of a job command is a server field (or a CLI-only output path)');
+});
+
+test('one definition: each job option spec is keyed by its flag\'s attribute name, and the server text is the CLI help in field names', async () => {
+  const specs = await import('../src/params/job-options.js');
+  const { attributeName, serverText } = await import('../src/params/option-spec.js');
+  const sets = { GENERATE_OPTIONS: specs.GENERATE_OPTIONS, INVERT_OPTIONS: specs.INVERT_OPTIONS, VARY_OPTIONS: specs.VARY_OPTIONS, INJECT_OPTIONS: specs.INJECT_OPTIONS, EDIT_OPTIONS: specs.EDIT_OPTIONS, FUSE_OPTIONS: specs.FUSE_OPTIONS };
+  for (const [set, options] of Object.entries(sets)) {
+    for (const [key, spec] of Object.entries(options as Record<string, { flags: string; cliOnly?: boolean }>)) {
+      if (!spec.cliOnly) assert.equal(attributeName(spec.flags), key, `${set}.${key}: ${spec.flags}`);
+    }
+  }
+  assert.equal(serverText('default: --negative-prompt, see --lambda-p and --prompt-2'), 'default: negativePrompt, see lambdaP and prompt2');
+  // the schema's description is the CLI's help text (the web UI shows it as the tooltip)
+  const lambdaP = JOB_SCHEMAS.vary.properties.lambdaP as { description?: string; default?: unknown; minimum?: number };
+  assert.equal(lambdaP.description, specs.VARY_OPTIONS.lambdaP.help);
+  assert.equal(lambdaP.minimum, 0);
+  const image = JOB_SCHEMAS.vary.properties.image as { description?: string };
+  assert.match(image.description ?? '', /^an image \(an upload id/, 'the web form makes a drop zone of fields described as "an image"');
+  const tEarly = JOB_SCHEMAS.vary.properties.tEarly as { description?: string } | undefined;
+  assert.ok(tEarly, 'vary takes tEarly');
 });
 
 test('A1111 sampler names map to the schedulers of the same algorithm', async () => {

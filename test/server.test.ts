@@ -58,6 +58,17 @@ test('contract: /openapi.json, sd-models with family, A1111 txt2img equals `visp
   assert.ok((await pixels(Buffer.from(r.json.images[0], 'base64'))).equals(await pixels(out)), 'server image equals the CLI image');
   assert.equal(JSON.parse(r.json.info).seed, 4242);
 
+  // n_iter: iteration i is seeded with seed + i (batch_size 1), as A1111 does: its image is `generate --seed 4243`.
+  const two = await call('POST', '/sdapi/v1/txt2img', { ...s, steps: 2, n_iter: 2 });
+  assert.equal(two.status, 200, two.text);
+  assert.equal(two.json.images.length, 2);
+  assert.deepEqual(JSON.parse(two.json.info).all_seeds, [4242, 4243]);
+  const out2 = path.join(tmpDir('cli'), 'cli-4243.png');
+  const c2 = spawnSync(process.execPath, [CLI, 'generate', '--model', path.join(models, 'tiny-sd15'), '--prompt', s.prompt, '--negative-prompt', s.negative_prompt,
+    '--steps', '2', '--guidance', '6.5', '--width', '32', '--height', '24', '--seed', '4243', '--scheduler', 'ddim', '--out', out2, '--quiet'], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(c2.status, 0, c2.stderr);
+  assert.ok((await pixels(Buffer.from(two.json.images[1], 'base64'))).equals(await pixels(out2)), 'the second iteration equals generate --seed seed+1');
+
   const prog = await call('GET', '/sdapi/v1/progress');
   assert.equal(prog.status, 200);
   assert.equal(typeof prog.json.progress, 'number');

@@ -69,6 +69,8 @@ export function serverText(help: string): string {
 }
 
 const REF_PREFIX = { models: 'a name under --models', image: 'an image (an upload id from POST /api/uploads, or a data: URL)' } as const;
+/** Lists (repeatable flags) say so: the web form makes single-image drop zones of "an image" fields only. */
+const REFS_PREFIX = { models: 'names under --models', image: 'images (upload ids from POST /api/uploads, or data: URLs)' } as const;
 
 /** A copy of a TypeBox schema with more annotations (keeps its hidden kind markers). */
 function annotate<T extends TSchema>(s: T, extra: Record<string, unknown>): T {
@@ -88,7 +90,8 @@ export function schemaProperties<D extends OptionSpecs>(specs: D): SchemaPropert
   for (const [key, s] of Object.entries(specs)) {
     if (s.cliOnly) continue;
     const help = serverText(s.help);
-    const description = s.ref ? `${REF_PREFIX[s.ref]}: ${help}` : help;
+    const list = (s.type as { type?: string }).type === 'array';
+    const description = s.ref ? `${(list ? REFS_PREFIX : REF_PREFIX)[s.ref]}: ${help}` : help;
     const t = annotate(s.serverType ?? s.type, { description, ...(s.presence === 'default' ? { default: s.default } : {}) });
     out[key] = s.presence === 'optional' ? Type.Optional(t) : t;
   }

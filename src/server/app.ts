@@ -265,34 +265,55 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     if (list.length === 0) throw new HttpError(404, 'model: no models under --models');
     return list[0]!.name;
   };
-  async function runSync(kind: JobKind, mapped: Record<string, unknown>, body: Record<string, unknown>): Promise<{ images: string[]; parameters: Record<string, unknown>; info: string }> {
-    // The mapped request gets the job schema's defaults and checks, as a request to /api/jobs would.
-    const params = Value.Default(JOB_SCHEMAS[kind], mapped) as Record<string, unknown>;
-    const bad = Value.Errors(JOB_SCHEMAS[kind], params)[0];
-    if (bad) throw new HttpError(400, `${bad.instancePath.replace(/^\//, '') || 'body'}: ${bad.message}`);
-    const rec = await o.queue.submit(kind, await prepare(kind, params));
-    const done = await o.events.waitFor(rec.id, () => o.store.get(rec.id));
-    if (done.status !== 'succeeded') {
-      const status = done.status === 'canceled' ? 409 : done.errorType === 'input' ? 400 : done.errorType === 'timeout' ? 504 : 500;
-      throw new HttpError(status, `job ${rec.id} ${done.status}${done.error ? `: ${done.error}` : ''}`);
+  /** One job per A1111 iteration (n_iter), all queued first, then awaited in order; their images concatenated. */
+  async function runSync(kind: JobKind, iterations: Record<string, unknown>[], body: Record<string, unknown>): Promise<{ images: string[]; parameters: Record<string, unknown>; info: string }> {
+    const recs: JobRecordT[] = [];
+    const all: Record<string, unknown>[] = [];
+    for (const mapped of iterations) {
+      // The mapped request gets the job schema's defaults and checks, as a request to /api/jobs would.
+      const params = Value.Default(JOB_SCHEMAS[kind], mapped) as Record<string, unknown>;
+      const bad = Value.Errors(JOB_SCHEMAS[kind], params)[0];
+      if (bad) throw new HttpError(400, `${bad.instancePath.replace(/^\//, '') || 'body'}: ${bad.message}`);
+      all.push(params);
     }
-    const images = body.send_images === false ? [] : done.files.filter((f) => f.endsWith('.png')).map((f) => fs.readFileSync(path.join(o.store.folder(done.id), f)).toString('base64'));
-    return { images, parameters: body, info: JSON.stringify({ job: done.id, seed: Number(done.seed), all_seeds: [Number(done.seed)], sd_model_name: params.model, timings: done.timings }) };
+    for (const params of all) recs.push(await o.queue.submit(kind, await prepare(kind, params)));
+    const images: string[] = [], seeds: number[] = [], jobs: string[] = [];
+    for (const rec of recs) {
+      const done = await o.events.waitFor(rec.id, () => o.store.get(rec.id));
+      if (done.status !== 'succeeded') {
+        const status = done.status === 'canceled' ? 409 : done.errorType === 'input' ? 400 : done.errorType === 'timeout' ? 504 : 500;
+        throw new HttpError(status, `job ${rec.id} ${done.status}${done.error ? `: ${done.error}` : ''}`);
+      }
+      const pngs = done.files.filter((f) => f.endsWith('.png'));
+      if (body.send_images !== false) images.push(...pngs.map((f) => fs.readFileSync(path.join(o.store.folder(done.id), f)).toString('base64')));
+      seeds.push(...pngs.map(() => Number(done.seed)));
+      jobs.push(done.id);
+    }
+    return { images, parameters: body, info: JSON.stringify({ job: jobs[0], jobs, seed: seeds[0], all_seeds: seeds, sd_model_name: all[0]!.model, timings: o.store.get(jobs[0]!)?.timings }) };
   }
-  const a1111Common = (b: A1111Txt2ImgT): Record<string, unknown> => ({
-    model: a1111Model(b), prompt: b.prompt, negativePrompt: b.negative_prompt, steps: b.steps, guidance: b.cfg_scale, width: b.width, height: b.height,
-    numImages: b.batch_size * b.n_iter, ...(b.seed >= 0 ? { seed: b.seed } : {}),
-  });
+  /**
+   * A1111's iterations: iteration i is seeded with seed + i x batch_size (the seed A1111 gives its first
+   * image), so n_iter runs of batch_size images continue the seed sequence; -1 draws one random seed first.
+   * Within an iteration the batch_size images come from one noise stream (diffusers' batch), not A1111's
+   * per-image seeds.
+   */
+  const a1111Iterations = (b: A1111Txt2ImgT, extra: Record<string, unknown>): Record<string, unknown>[] => {
+    const model = a1111Model(b);
+    const base = b.seed >= 0 ? b.seed : Math.floor(Math.random() * 2 ** 32);
+    return Array.from({ length: b.n_iter }, (_, i) => ({
+      model, prompt: b.prompt, negativePrompt: b.negative_prompt, steps: b.steps, guidance: b.cfg_scale, width: b.width, height: b.height,
+      numImages: b.batch_size, seed: base + i * b.batch_size, ...extra,
+    }));
+  };
   app.post('/sdapi/v1/txt2img', { schema: { summary: 'A1111 txt2img (runs a generate job and waits for it)', tags: ['a1111'], body: A1111Txt2Img } }, async (req) => {
     const b = req.body as A1111Txt2ImgT;
-    const params = { ...a1111Common(b), scheduler: a1111Scheduler(b.sampler_name), ...(b.eta !== undefined ? { eta: b.eta } : {}), ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
-    return runSync('generate', params, b as unknown as Record<string, unknown>);
+    const extra = { scheduler: a1111Scheduler(b.sampler_name), ...(b.eta !== undefined ? { eta: b.eta } : {}), ...(b.clip_skip !== undefined && b.clip_skip > 1 ? { clipSkip: b.clip_skip - 1 } : {}) };
+    return runSync('generate', a1111Iterations(b, extra), b as unknown as Record<string, unknown>);
   });
   app.post('/sdapi/v1/img2img', { schema: { summary: 'A1111 img2img, mapped to an image-prompt variation (vary, InDetail-IP) of init_images[0]', tags: ['a1111'], body: A1111Img2Img } }, async (req) => {
     const b = req.body as A1111Img2ImgT;
     const image = (await o.uploads.store(base64Bytes(b.init_images[0]!, 'init_images[0]'), 'init_images[0]')).id;
-    const params = { ...a1111Common(b), image };
-    return runSync('vary', params, { ...b, init_images: [`<${b.init_images.length} image(s)>`] });
+    return runSync('vary', a1111Iterations(b, { image }), { ...b, init_images: [`<${b.init_images.length} image(s)>`] });
   });
   app.get('/sdapi/v1/sd-models', { schema: { summary: 'A1111 model list', tags: ['a1111'] } }, async () => sdModels().map((m) => ({
     title: m.name, model_name: m.name, hash: null, sha256: null, filename: m.name, config: null, family: m.family,

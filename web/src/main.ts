@@ -144,7 +144,8 @@ function control(name: string, s: Schema, required: boolean): HTMLElement | unde
   }
   if (name === 'seed') return label(name, s, el('input', { type: 'text', name, inputmode: 'numeric', placeholder: 'random' }));
   if (name === 'gammaRamp') return label(name, s, el('input', { type: 'text', name, placeholder: 'a:b, e.g. 0.3:0.7' }));
-  if (s.type === 'string') {
+  // a text, or a text-or-list (vary's prompt: one prompt here; the CLI repeats --prompt for a list)
+  if (s.type === 'string' || s.anyOf?.some((a) => a.type === 'string')) {
     const long = /prompt/i.test(name);
     const t = long ? el('textarea', { name, rows: '2' }) : el('input', { type: 'text', name });
     if (typeof s.default === 'string') t.value = s.default;

@@ -2,16 +2,17 @@
 import type { Command } from 'commander';
 import { openModel } from '../model.js';
 import { readImageRGB } from '../../io/image.js';
-import { createMethod, GUIDANCE_MODES, METHOD_NAMES, type GuidanceMode } from '../../methods/index.js';
+import { createMethod, type GuidanceMode } from '../../methods/index.js';
 import { vary } from '../../pipelines/vary.js';
-import { choice, float, int } from '../parse.js';
 import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
 import { microFrom } from '../conditioning-flags.js';
-import { addSamplingFlags, controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
-import { addIPAdapterFlags, ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
+import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
+import { VARY_OPTIONS } from '../../params/job-options.js';
+import { addOptions } from '../../params/option-spec.js';
 
 interface VaryFlags extends Omit<SamplingFlags, 'prompt'>, IPAdapterFlags {
   image: string;
@@ -36,25 +37,7 @@ interface VaryFlags extends Omit<SamplingFlags, 'prompt'>, IPAdapterFlags {
 }
 
 export function registerVaryCommand(program: Command, globals: () => GlobalOptions): void {
-  addIPAdapterFlags(addSamplingFlags(program.command('vary').description('generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (--inversion-prompt "")'), { steps: 50, guidance: 7.5 }))
-    .requiredOption('--image <file>', 'the reference image (image prompt)')
-    .option('--prompt <text>', 'text prompt (default: the inversion prompt); repeat it for one image per prompt (StyleAligned\'s prompt list)', (v: string, prev?: string[]) => [...(prev ?? []), v])
-    .option('--inversion-prompt <text>', 'caption used to invert the reference ("" for cross-prompt generation; default: the prompt)')
-    .option('--inversion-guidance <g>', 'classifier-free guidance of the reference\'s DDIM inversion (> 1: uncond + g (cond - uncond); default: none, kv-replace: --guidance as official MasaCtrl)', float('--inversion-guidance'))
-    .option('--method <name>', `image-prompt method: ${METHOD_NAMES.join(', ')}`, choice('--method', METHOD_NAMES), 'indetail-ip')
-    .option('--guidance-mode <mode>', 'conflict-free (reference only in the conditional branch; default for indetail-ip) or conflicting (both branches; default for the baselines)', choice('--guidance-mode', GUIDANCE_MODES))
-    .option('--stratified-steps <s>', 'InDetail-IP: steps with Stratified Attention (default 10 of 50, scaled to --steps)', int('--stratified-steps', 0))
-    .option('--lambda-p <x>', 'InDetail-IP: weight of the image-prompt attention', float('--lambda-p', 0), 1)
-    .option('--lambda-g <y>', 'InDetail-IP: weight of the generated image\'s own attention', float('--lambda-g', 0), 1)
-    .option('--t-align <t>', 'kv-concat (RIVAL): reference-only K/V above this timestep', int('--t-align', 0, 1000))
-    .option('--t-early <t>', 'kv-concat (RIVAL): AdaIN of the guided noise to the reference\'s above this timestep (default 600)', int('--t-early', 0, 1000))
-    .option('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', int('--start-step', 0))
-    .option('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', int('--start-layer', 0))
-    .option('--score-scale <x>', 'style-aligned (StyleAligned): shared_score_scale, multiplies the reference keys (default 1)', float('--score-scale'))
-    .option('--score-shift <y>', 'style-aligned (StyleAligned): shared_score_shift, added to the reference logits (default log 2 = 0.693)', float('--score-shift'))
-    .option('--inversion-offset <n>', 'style-aligned (StyleAligned): the reference row starts from the inversion chain\'s zts[n] (most noisy first) and is pinned to zts[max(n+1, i+1)] after step i (default steps/10, at least 2)', int('--inversion-offset', 0))
-    .option('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', int('--control-uncond-steps', 0))
-    .option('--preview-every <n>', 'every n steps write OUT.preview-stepNNN.png: the predicted final image, decoded by --vae-tiny (else a latent-size linear approximation)', int('--preview-every', 1))
+  addOptions(program.command('vary').description('generate from a reference image: image variation (prompt = a caption of it) or cross-prompt generation (--inversion-prompt "")'), VARY_OPTIONS)
     .action(async (o: VaryFlags) => {
       const progress = new ProgressReporter(globals().quiet);
       const controls = await controlsFrom({ ...o, prompt: o.prompt?.[0] });
