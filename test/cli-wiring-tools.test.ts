@@ -191,7 +191,9 @@ const ROWS: Row[] = [
   // Global flags.
   { cmd: 'embed-text', globals: ['--threads', '1', '--device', 'cpu'], flags: [], same: true },
   { cmd: 'embed-text', globals: ['--graph-cache', graphCache], flags: [], same: true, check: nonEmpty(graphCache) },
-  // (With --config the folder's scheduler config wins and --prediction-type is ignored without a word: reported.)
+  // With --config an explicit --prediction-type still wins over the folder's scheduler config (as diffusers'
+  // from_single_file(config=, prediction_type=)); it was once dropped without a word.
+  { cmd: 'generate', globals: ['--config', SD15, '--prediction-type', 'v_prediction'], flags: ['--model', SINGLE], lib: () => generate(ck(SINGLE, { config: SD15, predictionType: 'v_prediction' })), vs: ['--model', SINGLE] },
   { cmd: 'generate', globals: ['--prediction-type', 'v_prediction'], flags: ['--model', SINGLE], lib: () => generate(ck(SINGLE, { predictionType: 'v_prediction' })), vs: ['--model', SINGLE] },
   // An SD 1.x file opened as 2.x: other head counts (the 2.x rule, width / 64), so another result. This row found
   // that the library reused the first opening's compiled sessions for a second opening of the same file (fixed).

@@ -35,3 +35,14 @@ test('a single-file original-layout checkpoint generates exactly what its diffus
   fs.writeFileSync(pickle, 'PK');
   assert.throws(() => openCheckpoint(pickle), /not a readable torch zip checkpoint: .*truncated/);
 });
+
+test('--config with an explicit prediction type: the type wins over the folder\'s scheduler config (diffusers\' from_single_file)', () => {
+  const single = path.join(modelDir('tiny-pickles'), 'tiny-sd15.safetensors');
+  const folder = modelDir('tiny-sd15');
+  assert.equal(openCheckpoint(single, { config: folder }).schedulerConfig().raw.prediction_type ?? 'epsilon', 'epsilon');
+  const v = openCheckpoint(single, { config: folder, predictionType: 'v_prediction' }).schedulerConfig().raw;
+  assert.equal(v.prediction_type, 'v_prediction');
+  // The folder's other scheduler settings stay.
+  const own = JSON.parse(fs.readFileSync(path.join(folder, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(v.beta_schedule, own.beta_schedule);
+});

@@ -36,7 +36,9 @@ export function openSingleFileWithConfig(file: string, configDir: string, opts: 
     sources.image_encoder = { config: () => Config.read(path.join(encoder, 'config.json')), weights: () => openComponentWeights(encoder) };
   }
   const schedulerFile = path.join(configDir, 'scheduler', 'scheduler_config.json');
-  const scheduler = fs.existsSync(schedulerFile) ? Config.read(schedulerFile).raw : ck.scheduler.raw;
+  const folderScheduler = fs.existsSync(schedulerFile) ? Config.read(schedulerFile).raw : ck.scheduler.raw;
+  // An explicit prediction type wins over the folder's, as diffusers' from_single_file(config=, prediction_type=).
+  const scheduler = opts.predictionType !== undefined ? { ...folderScheduler, prediction_type: opts.predictionType } : folderScheduler;
   const tokenizerDir = path.join(configDir, 'tokenizer');
   const padToken = ck.version === 2 ? '!' : '<|endoftext|>';
   const tokenizer = fs.existsSync(tokenizerDir) ? (): CLIPTokenizer => CLIPTokenizer.fromDir(tokenizerDir) : (): CLIPTokenizer => CLIPTokenizer.bundled({ padToken });
