@@ -11,24 +11,19 @@ import {
   openOriginalCheckpoint, originalKeyOf, toOriginalLayout, type DiffusersComponents, type OriginalCheckpointOptions, type TextEncoderLayout,
 } from '../src/io/original-checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights, WeightsView } from '../src/io/weights.js';
+import { WeightsView } from '../src/io/weights.js';
 import { autoencoderConfig, vaeDecode, vaeEncode } from '../src/models/autoencoder-kl.js';
 import { clipTextConfig, clipTextModel } from '../src/models/clip.js';
 import { unet2DConditionModel, unetConfig } from '../src/models/unet2d-condition.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { close, golden, goldenInts, modelDir } from './helpers.js';
+import { readComponent } from './model-fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'visprompt-original-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const COMPONENTS = ['unet', 'vae', 'text_encoder'] as const;
 
-function readComponent(dir: string): Record<string, Tensor> {
-  const src = openComponentWeights(dir);
-  const out: Record<string, Tensor> = {};
-  for (const k of src.keys()) out[k] = src.read(k);
-  return out;
-}
 
 function readFolder(m: string): Required<DiffusersComponents> {
   return {

@@ -11,23 +11,17 @@ import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { toOriginalLayout, UNET_PREFIX } from '../src/io/original-checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights } from '../src/io/weights.js';
 import { NativeGaussian } from '../src/noise/gaussian.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { modelDir } from './helpers.js';
+import { readComponent } from './model-fixtures.js';
 
 const M = 'tiny-sdxl';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sdxl-lcm-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function readComponent(dir: string): Record<string, Tensor> {
-  const src = openComponentWeights(dir);
-  const out: Record<string, Tensor> = {};
-  for (const k of src.keys()) out[k] = src.read(k);
-  return out;
-}
 
 /** tiny-sdxl's UNet with a random guidance projection [timestep channels 32, 16]: the LCM-distilled shape. */
 const COND = 16;

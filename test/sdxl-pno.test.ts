@@ -8,14 +8,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Checkpoint, type ComponentName, type ComponentSource } from '../src/components/checkpoint.js';
 import { CLIPModel } from '../src/components/clip-model.js';
 import { concatEmbeddings, defaultMicroConditioning } from '../src/components/prompt-conditioner.js';
-import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
-import { Config } from '../src/io/config.js';
 import { readImageRGB } from '../src/io/image.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights } from '../src/io/weights.js';
 import { towerOfCLIPModel } from '../src/methods/clip-guidance.js';
 import { pnoLossAndGrads, type PnoProblem } from '../src/methods/vcf/pno.js';
 import { NativeGaussian } from '../src/noise/gaussian.js';
@@ -23,19 +19,11 @@ import { TorchGenerator } from '../src/noise/torch-generator.js';
 import { fuseGenerate } from '../src/pipelines/fuse.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { goldenPath, modelDir } from './helpers.js';
+import { tinySdxlWithImageEncoder } from './model-fixtures.js';
 
 const M = 'tiny-sdxl';
-const folder = (m: string, c: string): ComponentSource => ({ config: () => Config.read(path.join(modelDir(m), c, 'config.json')), weights: () => openComponentWeights(path.join(modelDir(m), c)) });
 
-function sdxlWithImageEncoder(): Checkpoint {
-  const sources: Partial<Record<ComponentName, ComponentSource>> = {
-    unet: folder(M, 'unet'), vae: folder(M, 'vae'), text_encoder: folder(M, 'text_encoder'), text_encoder_2: folder(M, 'text_encoder_2'),
-    image_encoder: folder('tiny-sd15', 'image_encoder'),
-  };
-  const scheduler = Config.read(path.join(modelDir(M), 'scheduler', 'scheduler_config.json')).raw;
-  return Checkpoint.fromSources('tiny-sdxl+image-encoder', sources, scheduler, () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer')),
-    { tokenizer2: () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer_2')), forceZerosForEmptyPrompt: true });
-}
+const sdxlWithImageEncoder = tinySdxlWithImageEncoder;
 
 const dot = (a: Float32Array, b: Float32Array): number => a.reduce((s, v, i) => s + v * b[i]!, 0);
 

@@ -10,12 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Checkpoint, openCheckpoint, type ComponentName, type ComponentSource } from '../src/components/checkpoint.js';
-import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
-import { Config } from '../src/io/config.js';
+import { openCheckpoint } from '../src/components/checkpoint.js';
 import { readImageRGB, type RGBImage } from '../src/io/image.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights } from '../src/io/weights.js';
 import { NativeGaussian } from '../src/noise/gaussian.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';
 import { edit } from '../src/pipelines/edit.js';
@@ -24,6 +21,7 @@ import { inject } from '../src/pipelines/inject.js';
 import type { ProgressEvent } from '../src/pipelines/progress.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { goldenPath, modelDir } from './helpers.js';
+import { tinySdxlWithImageEncoder } from './model-fixtures.js';
 
 const M = 'tiny-sdxl';
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
@@ -85,16 +83,9 @@ test('SDXL edit --preview-every: previews every step; the result is unchanged', 
   checkPreviews(p.events, [1, 2, 3], 3, 1, plain.latents.shape[3]!);
 });
 
-const folder = (m: string, c: string): ComponentSource => ({ config: () => Config.read(path.join(modelDir(m), c, 'config.json')), weights: () => openComponentWeights(path.join(modelDir(m), c)) });
 
 test('SDXL fuse --preview-every: previews of every image row; the result is unchanged', async () => {
-  const sources: Partial<Record<ComponentName, ComponentSource>> = {
-    unet: folder(M, 'unet'), vae: folder(M, 'vae'), text_encoder: folder(M, 'text_encoder'), text_encoder_2: folder(M, 'text_encoder_2'),
-    image_encoder: folder('tiny-sd15', 'image_encoder'),
-  };
-  const scheduler = Config.read(path.join(modelDir(M), 'scheduler', 'scheduler_config.json')).raw;
-  const ck = Checkpoint.fromSources('tiny-sdxl+image-encoder', sources, scheduler, () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer')),
-    { tokenizer2: () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer_2')), forceZerosForEmptyPrompt: true });
+  const ck = tinySdxlWithImageEncoder();
   const aligner = path.join(tmp, 'aligner.safetensors');
   writeSafetensors(aligner, { 'norm.weight': { shape: [32], data: new Float32Array(32).fill(1) }, 'norm.bias': w([32], 0.1), 'fc1.weight': w([16, 32], 0.2), 'fc1.bias': w([16], 0.1), 'fc2.weight': w([64, 16], 0.2), 'fc2.bias': w([64], 0.1) });
   const reference = await readImageRGB(goldenPath(M, 'inversion_input.png'));

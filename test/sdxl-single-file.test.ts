@@ -7,21 +7,15 @@ import { openCheckpoint } from '../src/components/checkpoint.js';
 import { FileFormatError } from '../src/errors.js';
 import { toOriginalLayout, type DiffusersComponentsXL } from '../src/io/original-checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
-import { maxAbsDiff, type Tensor } from '../src/tensor.js';
+import { maxAbsDiff } from '../src/tensor.js';
 import { close, golden, goldenPath, modelDir } from './helpers.js';
+import { readComponent } from './model-fixtures.js';
 
 const M = 'tiny-sdxl';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'visprompt-sdxl-single-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function readComponent(dir: string): Record<string, Tensor> {
-  const src = openComponentWeights(dir);
-  const out: Record<string, Tensor> = {};
-  for (const k of src.keys()) out[k] = src.read(k);
-  return out;
-}
 
 /** tiny-sdxl re-saved in Stability's single-file layout (conditioner.embedders.0/1, label_emb, fused OpenCLIP q/k/v). */
 function singleFile(): { file: string; parts: Required<DiffusersComponentsXL> } {

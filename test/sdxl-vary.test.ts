@@ -12,12 +12,11 @@ import { textToImage } from '../src/pipelines/text-to-image.js';
 import { vary } from '../src/pipelines/vary.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { goldenPath, modelDir } from './helpers.js';
+import { tinySdxlWithImageEncoder } from './model-fixtures.js';
 import path from 'node:path';
 import os from 'node:os';
 import fs from 'node:fs';
-import { Checkpoint, type ComponentName, type ComponentSource } from '../src/components/checkpoint.js';
 import { ControlNet } from '../src/components/controlnet.js';
-import { CLIPTokenizer } from '../src/io/clip-tokenizer.js';
 import { Config } from '../src/io/config.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights, WeightsView, type TensorSource } from '../src/io/weights.js';
@@ -67,16 +66,9 @@ test('SDXL InjectFusion (h-space = the mid block): gamma 0 is the plain reconstr
   assert.ok(maxAbsDiff(g1.latents, plain.latents) > 1e-4, 'injection changes the result');
 });
 
-const folder = (m: string, c: string): ComponentSource => ({ config: () => Config.read(path.join(modelDir(m), c, 'config.json')), weights: () => openComponentWeights(path.join(modelDir(m), c)) });
 
 test('SDXL fuse (VCF concat fusion): the aligned image tokens join the SDXL token embeddings; the pooled text is kept', async () => {
-  const sources: Partial<Record<ComponentName, ComponentSource>> = {
-    unet: folder(M, 'unet'), vae: folder(M, 'vae'), text_encoder: folder(M, 'text_encoder'), text_encoder_2: folder(M, 'text_encoder_2'),
-    image_encoder: folder('tiny-sd15', 'image_encoder'),
-  };
-  const scheduler = Config.read(path.join(modelDir(M), 'scheduler', 'scheduler_config.json')).raw;
-  const ck = Checkpoint.fromSources('tiny-sdxl+image-encoder', sources, scheduler, () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer')),
-    { tokenizer2: () => CLIPTokenizer.fromDir(path.join(modelDir(M), 'tokenizer_2')), forceZerosForEmptyPrompt: true });
+  const ck = tinySdxlWithImageEncoder();
   const rnd = new NativeGaussian(4);
   const w = (shape: number[], s: number) => ({ shape, data: rnd.randn(shape).map((v) => v * s) });
   const aligner = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sdxl-fuse-')), 'aligner.safetensors');

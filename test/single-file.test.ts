@@ -6,16 +6,12 @@ import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { toOriginalLayout } from '../src/io/original-checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { openComponentWeights } from '../src/io/weights.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { modelDir } from './helpers.js';
+import { readComponent } from './model-fixtures.js';
 
-function readComponent(dir: string): Record<string, Tensor> {
-  const src = openComponentWeights(dir);
-  return Object.fromEntries([...src.keys()].map((k) => [k, src.read(k)]));
-}
 
 test('a single-file original-layout checkpoint generates exactly what its diffusers folder generates (tiny-sd15)', async () => {
   const dir = modelDir('tiny-sd15');
