@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../errors.js';
+import { readCaptionJsonl, type CaptionLine } from '../io/caption-jsonl.js';
 
 export interface BenchmarkEntry {
   /** Stable name of the reference, used for output file names. */
@@ -28,20 +29,7 @@ export interface BenchmarkDataset {
 
 const NO_CAPTIONS = 'no captions: expected a .jsonl of {"image", "caption"} lines, or COCO\'s annotations/captions_<split>.json';
 
-function readJsonl(file: string): { image: string; caption: string }[] {
-  const out: { image: string; caption: string }[] = [];
-  fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let o: unknown;
-    try { o = JSON.parse(line); } catch (e) { throw new FileFormatError(file, `line ${i + 1} is not JSON (${(e as Error).message})`); }
-    const r = (o ?? {}) as Record<string, unknown>;
-    const image = r['image'] ?? r['file_name'], caption = r['caption'] ?? r['text'];
-    if (typeof image !== 'string') throw new FileFormatError(file, `line ${i + 1}: expected a string "image" (or "file_name"), got ${JSON.stringify(image)}`, 'image');
-    if (typeof caption !== 'string') throw new FileFormatError(file, `line ${i + 1}: expected a string "caption" (or "text"), got ${JSON.stringify(caption)}`, 'caption');
-    out.push({ image, caption: caption.trim() });
-  });
-  return out;
-}
+const readJsonl = (file: string): CaptionLine[] => readCaptionJsonl(file).map((l) => ({ image: l.image, caption: l.caption.trim() }));
 
 function readCoco(file: string): { image: string; caption: string }[] {
   let o: { images?: unknown; annotations?: unknown };

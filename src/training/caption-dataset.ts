@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileFormatError, InputError } from '../errors.js';
+import { readCaptionJsonl } from '../io/caption-jsonl.js';
 
 export interface CaptionPair {
   readonly image: string;
@@ -18,19 +19,6 @@ export interface CaptionDataset {
   readonly pairs: CaptionPair[];
   /** Pairs dropped because their image file does not exist. */
   readonly missingImages: number;
-}
-
-function parseJsonl(file: string): { image: string; caption: string }[] {
-  const out: { image: string; caption: string }[] = [];
-  fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let o: unknown;
-    try { o = JSON.parse(line); } catch (e) { throw new FileFormatError(file, `line ${i + 1} is not JSON (${(e as Error).message})`); }
-    const r = o as { image?: unknown; caption?: unknown };
-    if (typeof r.image !== 'string' || typeof r.caption !== 'string') throw new FileFormatError(file, `line ${i + 1} needs string fields "image" and "caption"`);
-    out.push({ image: r.image, caption: r.caption });
-  });
-  return out;
 }
 
 function parseCoco(file: string): { image: string; caption: string }[] {
@@ -51,7 +39,7 @@ export function loadCaptionDataset(data: string): CaptionDataset {
     if (!pick) throw new InputError(`--data folder ${data} has no .jsonl or COCO captions .json file`);
     file = path.join(data, pick);
   }
-  const raw = file.endsWith('.jsonl') ? parseJsonl(file) : parseCoco(file);
+  const raw = file.endsWith('.jsonl') ? readCaptionJsonl(file) : parseCoco(file);
   const roots = [path.dirname(file), path.dirname(path.dirname(file)), path.join(path.dirname(file), 'images'), path.join(path.dirname(path.dirname(file)), 'images')];
   const pairs: CaptionPair[] = [];
   let missing = 0;
