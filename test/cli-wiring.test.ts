@@ -11,7 +11,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -253,20 +253,31 @@ const NOT_RESULT_FLAGS: Record<string, string> = {
 
 interface Result { latents: Tensor; images: RGBImage[] }
 
-function cliRun(cmd: Cmd, flags: string[]): { code: number | null; stderr: string; latents?: Tensor; pngs: string[] } {
+interface CliRun { code: number | null; stderr: string; latents?: Tensor; pngs: string[] }
+
+/** One CLI process (asynchronous, so the next row's process can start while this row's library call runs). */
+function cliRun(cmd: Cmd, flags: string[]): Promise<CliRun> {
   const dir = fs.mkdtempSync(path.join(tmp, `${cmd}-`));
   const lat = path.join(dir, 'o.safetensors');
   const model = flags.includes('--model') ? [] : ['--model', SD15];
   const outs = cmd === 'invert' ? ['--save-chain', lat] : ['--out', path.join(dir, 'o.png'), '--save-latents', lat];
-  const r = spawnSync(process.execPath, [BIN, cmd, '--quiet', ...model, ...BASE[cmd].flags, ...flags, ...outs], { encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) return { code: r.status, stderr: r.stderr, pngs: [] };
-  const t = readAllFloat32(lat);
-  const pngs = fs.readdirSync(dir).filter((f) => f.endsWith('.png') && !f.includes('preview')).sort().map((f) => path.join(dir, f));
-  return { code: 0, stderr: r.stderr, latents: cmd === 'invert' ? t.chain! : t.latents!, pngs };
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, cmd, '--quiet', ...model, ...BASE[cmd].flags, ...flags, ...outs], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      if (code !== 0) return resolve({ code, stderr, pngs: [] });
+      try {
+        const t = readAllFloat32(lat);
+        const pngs = fs.readdirSync(dir).filter((f) => f.endsWith('.png') && !f.includes('preview')).sort().map((f) => path.join(dir, f));
+        resolve({ code: 0, stderr, latents: cmd === 'invert' ? t.chain! : t.latents!, pngs });
+      } catch (e) {
+        resolve({ code: -1, stderr: `${stderr}\nreading the outputs: ${(e as Error).message}`, pngs: [] });
+      }
+    });
+  });
 }
 
-async function cliResult(cmd: Cmd, flags: string[]): Promise<Result> {
-  const r = cliRun(cmd, flags);
+async function cliResult(cmd: Cmd, flags: string[], run: Promise<CliRun> = cliRun(cmd, flags)): Promise<Result> {
+  const r = await run;
   assert.equal(r.code, 0, `visprompt ${cmd} ${flags.join(' ')}:\n${r.stderr}`);
   return { latents: r.latents!, images: await Promise.all(r.pngs.map(image)) };
 }
@@ -328,18 +339,27 @@ test('every flag of every command reaches the library call: CLI result = library
   };
   // VP_WIRING_ONLY=<regex> runs the matching rows only (debugging one command or flag).
   const only = process.env.VP_WIRING_ONLY ? new RegExp(process.env.VP_WIRING_ONLY) : undefined;
-  for (const row of ROWS) {
-    const name = `${row.cmd} ${row.flags.map((f) => (f.includes('/') ? path.basename(f) : f)).join(' ')}`;
-    if (only && !only.test(name)) continue;
+  const nameOf = (row: Row): string => `${row.cmd} ${row.flags.map((f) => (f.includes('/') ? path.basename(f) : f)).join(' ')}`;
+  const rows = ROWS.filter((row) => !only || only.test(nameOf(row)));
+  // Each row's CLI process starts while the previous row is checked (two at a time: one per core).
+  const runs = new Map<Row, Promise<CliRun>>();
+  const started = (row: Row): Promise<CliRun> => {
+    if (!runs.has(row)) runs.set(row, cliRun(row.cmd, row.flags));
+    return runs.get(row)!;
+  };
+  for (const [i, row] of rows.entries()) {
+    const name = nameOf(row);
+    const run = started(row);
+    if (rows[i + 1]) void started(rows[i + 1]!);
     await t.test(name, async () => {
       if (row.error) {
-        const r = cliRun(row.cmd, row.flags);
+        const r = await run;
         assert.notEqual(r.code, 0, `${name}: accepted, but the command cannot honour it`);
         assert.match(r.stderr, row.error);
         assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+/, 'stack trace');
         return;
       }
-      const cli = await cliResult(row.cmd, row.flags);
+      const cli = await cliResult(row.cmd, row.flags, run);
       const lib = await libResult(row.cmd, row);
       const dl = latentDiff(cli.latents, lib.latents), di = row.cmd === 'invert' ? 0 : imageDiff(cli.images, lib.images);
       assert.ok(dl <= 1e-5 && di <= 1, `${name}: CLI and library differ (latents ${dl}, images ${di})`);
