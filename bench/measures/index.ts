@@ -6,6 +6,7 @@ import { matmulCeiling } from './matmul-ceiling.js';
 import { pipelineT2i } from './pipeline-t2i.js';
 import { pipelineT2iDisk } from './pipeline-t2i-disk.js';
 import { pipelineT2iF16 } from './pipeline-t2i-f16.js';
+import { pipelineT2iSdxl } from './pipeline-t2i-sdxl.js';
 import { pnoIteration } from './pno-iteration.js';
 import { taesdDecodeRatioMeasure } from './taesd-decode-ratio.js';
 import { textEncode } from './text-encode.js';
@@ -32,5 +33,5 @@ export const MEASURES: readonly Measure[] = [
   // the tiny UNet step on cpu / webgpu / cuda, whichever are at hand (scripts/gpu-check.sh)
   tinyUnetStepDevices,
   // SDXL at twice the latent size of --size (default 128 = 1024x1024): heavy, about 10 GiB of weights
-  unetStepSdxl,
+  unetStepSdxl, pipelineT2iSdxl,
 ];

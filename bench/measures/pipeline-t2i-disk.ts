@@ -23,6 +23,8 @@ export interface FolderKind {
   write: (file: string, table: WeightTable) => number;
   /** The note's opening: the stored weights and how they reach ORT. */
   how: (px: number, steps: number) => string;
+  /** The folder's model (default: SD 1.5) and its writer; `pxScale` multiplies --size (SDXL: 2, 1024 px at the default). */
+  model?: { family: string; pxScale: number; write: (dir: string, writeFile: (file: string, table: WeightTable) => number) => { bytes: number; parameters: number } };
 }
 
 const F32: FolderKind = { name: 'pipeline_t2i_disk', write: writeRandomSafetensors, how: (px, steps) => `diffusers folder of F32 .safetensors, random SD 1.5 weights) + textToImage ${px}x${px}, ${steps} DDIM steps, CFG 7.5, configureEngine({ lowMemory: true }); F32 weights reach ORT by (file, offset), not through JS` };
@@ -34,8 +36,9 @@ export const pipelineDiskBench = (kind: FolderKind) => async (opts: Options): Pr
   if (!dir) throw new Error(`${name}: the parent passes the model folder in ${ENV_MODEL_DIR}`);
   const creates = timeSessionCreates();
   configureEngine({ lowMemory: true });
-  log(`${name}: openCheckpoint(${dir}) + text-to-image ${opts.size * 8}x${opts.size * 8}, ${opts.steps} DDIM steps, CFG 7.5, low-memory mode`);
-  const { px, steps, denoiseStart, common } = await timedTextToImage(name, opts, () => openCheckpoint(dir));
+  const scaled = { ...opts, size: opts.size * (kind.model?.pxScale ?? 1) };
+  log(`${name}: openCheckpoint(${dir}) + text-to-image ${scaled.size * 8}x${scaled.size * 8}, ${opts.steps} steps, CFG 7.5, low-memory mode`);
+  const { px, steps, denoiseStart, common } = await timedTextToImage(name, scaled, () => openCheckpoint(dir));
   // The UNet's session: the one fed `sample`, created after the denoise loop started.
   const unetCreate = creates.find((c) => c.inputs.includes('sample') && c.start >= denoiseStart);
   const unetBuild = unetCreate ? unetCreate.end - denoiseStart : null;
@@ -62,11 +65,12 @@ export const folderJobs = (kind: FolderKind) => (): Job[] => {
   return [{
     measure: m, label: {},
     async run(argv) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'visprompt-bench-sd15-'));
+      const family = kind.model?.family ?? 'SD 1.5';
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), `visprompt-bench-${family.replace(/\W/g, '').toLowerCase()}-`));
       try {
-        log(`${m}: writing the random SD 1.5 checkpoint to ${dir} (streamed, not measured)`);
+        log(`${m}: writing the random ${family} checkpoint to ${dir} (streamed, not measured)`);
         const t0 = now();
-        const { bytes, parameters } = writeRandomCheckpoint(dir, kind.write);
+        const { bytes, parameters } = (kind.model?.write ?? writeRandomCheckpoint)(dir, kind.write);
         const writeS = now() - t0;
         log(`${m}: wrote ${fmtGiB(mib(bytes))} in ${fmtS(writeS)}`);
         const r = await spawnMeasure(m, argv, { env: { [ENV_MODEL_DIR]: dir, [`${ENV_MODEL_DIR}_PARAMS`]: String(parameters) } });
