@@ -13,6 +13,7 @@ import { Config } from '../io/config.js';
 import { openComponentWeights, WeightsView } from '../io/weights.js';
 import { autoencoderTinyConfig, dequantizeLatents, quantizeLatents, tinyDecode, tinyEncode, tinyVaeScaleFactor, type AutoencoderTinyConfig } from '../models/autoencoder-tiny.js';
 import type { Tensor } from '../tensor.js';
+import { scaleLatents } from './latent-scaling.js';
 import type { LatentAutoencoder } from './latent-autoencoder.js';
 import type { Checkpoint } from './checkpoint.js';
 
@@ -43,9 +44,7 @@ export class TinyVAE implements LatentAutoencoder {
 
   /** `(latents - shift_factor) * scaling_factor`, as pipelines take an image into the UNet's space. */
   async encodeToLatents(image: Tensor): Promise<Tensor> {
-    const z = await this.encode(image);
-    const s = this.config.scalingFactor, shift = this.config.shiftFactor;
-    return { shape: z.shape, data: z.data.map((v) => (shift ? Math.fround(v - shift) : v) * s) };
+    return scaleLatents(await this.encode(image), this.config.scalingFactor, this.config.shiftFactor);
   }
 
   /** `vae.decode(latents / scaling_factor)`: images in [-1, 1] (unclamped). */

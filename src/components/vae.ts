@@ -6,6 +6,7 @@ import { precisionKey, usePrecision, type Precision } from '../graph/quantize.js
 import type { WeightsView } from '../io/weights.js';
 import { vaeDecode, vaeEncode, vaeScaleFactor, type AutoencoderKLConfig } from '../models/autoencoder-kl.js';
 import type { Tensor } from '../tensor.js';
+import { scaleLatents } from './latent-scaling.js';
 
 export class VAE {
   /** `precision` int8: the encoder's linear layers and convolutions quantized (graph/quantize.ts); the decoder stays float32. */
@@ -29,8 +30,7 @@ export class VAE {
   /** `z_0 = (mean - shift_factor) * scaling_factor` as SD pipelines and inversion recipes take it. */
   async encodeToLatents(image: Tensor): Promise<Tensor> {
     const { mean } = await this.encode(image);
-    const s = this.config.scalingFactor, shift = this.config.shiftFactor;
-    return { shape: mean.shape, data: mean.data.map((v) => (shift ? Math.fround(v - shift) : v) * s) };
+    return scaleLatents(mean, this.config.scalingFactor, this.config.shiftFactor);
   }
 
   /**
