@@ -20,19 +20,22 @@ const t = (...names) => names.map((n) => `dist/test/${n}.test.js`);
 // The slow model-running files are left out where faster ones pin the same code; add a file here when a
 // surviving mutant shows a gap that only it covers.
 export const SLICES = {
+  // Pure scheduler arithmetic (milliseconds a file): the defaults / options / multistep files pin what the
+  // trajectory goldens never take. The CLI part of the scheduler tests is schedulers-cli.test (not here: it spawns).
   schedulers: {
     mutate: ['src/schedulers/**/*.ts', '!src/schedulers/scheduler-config.ts'],
-    tests: t('schedulers', 'ddim-pieces', 'schedulers-trajectory', 'hand-derived'),
+    tests: t('scheduler-defaults', 'scheduler-options', 'scheduler-multistep', 'config-reader', 'schedulers', 'ddim-pieces',
+      'schedulers-config', 'schedulers-trajectory', 'hand-derived'),
   },
-  // schedulers-config.test spawns the CLI (~10 s a run): only for the config reading it pins.
   'schedulers-config': {
     mutate: ['src/schedulers/scheduler-config.ts', 'src/io/config.ts', 'src/io/python-json.ts'],
-    tests: t('schedulers-trajectory', 'schedulers-config'),
+    tests: t('config-reader', 'scheduler-defaults', 'scheduler-options', 'scheduler-multistep', 'schedulers-config', 'schedulers-trajectory'),
   },
   'methods-numeric': {
     mutate: ['src/methods/adain.ts', 'src/methods/vcf/**/*.ts', 'src/methods/h-space.ts', 'src/methods/delta-block.ts',
       'src/methods/asyrp-training.ts', 'src/methods/clip-guidance.ts'],
-    tests: t('hand-derived', 'vcf', 'asyrp-training', 'pno'),
+    // h-space-edit: the h-space hook and the DeltaBlock file reader by hand (hspace.test runs the tiny UNet: not here).
+    tests: t('h-space-edit', 'vcf-aligner-file', 'vcf-objective-options', 'hand-derived', 'vcf', 'asyrp-training', 'pno'),
   },
   'methods-attention': {
     mutate: ['src/methods/baselines.ts', 'src/methods/reference-attention.ts', 'src/methods/indetail-ip.ts',
@@ -50,7 +53,7 @@ export const SLICES = {
   },
   'io-tokenizer': {
     mutate: ['src/io/clip-tokenizer.ts'],
-    tests: t('tokenizer'),
+    tests: t('tokenizer-config', 'tokenizer'),
   },
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],

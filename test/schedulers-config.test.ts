@@ -2,11 +2,11 @@
  * Scheduler selection and configs as diffusers loads them: the default class from `_class_name`,
  * from_config semantics (kwargs, `_use_default_values`, keys inherited from another class's config),
  * Python JSON (-Infinity), the random-stream consumption of each scheduler, schedule shapes (Heun,
- * LCM, Karras) and the one-line errors (library and CLI).
+ * LCM, Karras) and the one-line errors (library; the CLI's in schedulers-cli.test.ts, kept apart so this
+ * file stays fast enough for the mutation slices).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,7 @@ import {
   createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, PNDMScheduler,
   SCHEDULERS, type Sampler,
 } from '../src/schedulers/index.js';
-import { FIXTURES, goldenPath, modelDir } from './helpers.js';
+import { modelDir } from './helpers.js';
 import { sd15Scheduler } from './scheduler-goldens.js';
 
 const schedulerConfig = (m: string): Config => Config.read(path.join(modelDir(m), 'scheduler', 'scheduler_config.json'));
@@ -164,27 +164,4 @@ test('bad scheduler configs give one-line errors naming the key', () => {
   bad('ddpm', { variance_type: 'fixed_large_log' }, 'variance_type');
   bad('lms', { num_train_timesteps: 0 }, 'num_train_timesteps');
   bad('euler-a', { trained_betas: [0.1, 0.2] }, 'trained_betas');
-});
-
-const BIN = path.resolve(FIXTURES, '../../dist/src/cli/main.js');
-function cli(args: string[]): { code: number | null; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stderr: r.stderr };
-}
-
-test('CLI: unknown --scheduler lists the names; invert / vary accept only ddim; --help lists every scheduler', () => {
-  const model = modelDir('tiny-sd15'), out = path.join(tmp, 'x.png'), img = goldenPath('tiny-sd15', 'inversion_input.png');
-  const expectError = (args: string[], re: RegExp): void => {
-    const r = cli(args);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, re);
-    assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+/);
-  };
-  expectError(['generate', '--model', model, '--prompt', 'a', '--out', out, '--scheduler', 'dpm++3m'], new RegExp(`unknown scheduler "dpm\\+\\+3m" for --scheduler \\(expected one of: ${SCHEDULERS.join(', ').replace(/\+/g, '\\+')}\\)`));
-  expectError(['generate', '--model', model, '--prompt', 'a', '--out', out, '--timestep-spacing', 'middle'], /--timestep-spacing must be one of leading, trailing, linspace/);
-  expectError(['invert', '--model', model, '--image', img, '--save-chain', path.join(tmp, 'c.safetensors'), '--scheduler', 'euler-a'], /error: --scheduler euler-a: invert samples with ddim only/);
-  expectError(['vary', '--model', model, '--image', img, '--prompt', 'a', '--out', out, '--scheduler', 'unipc'], /error: --scheduler unipc: vary samples with ddim only/);
-  const help = spawnSync(process.execPath, [BIN, 'generate', '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
-  for (const n of SCHEDULERS) assert.ok(help.includes(n), `--help lists ${n}`);
-  assert.match(help, /--timestep-spacing/);
 });
