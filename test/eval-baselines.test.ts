@@ -96,11 +96,20 @@ test('vary --method kv-replace equals the official MasaCtrl real-image editing r
   const invErr = Math.max(...full.r.inversion.chain.map((z, i) => maxAbsDiff(z.data, rows(chain, i).data)));
   // The sampling alone, from the official inversion chain (its z_T): the method's own parity.
   const fromChain = await run({ chain: Array.from({ length: steps + 1 }, (_, i) => ({ shape: [1, 4, h / 4, w / 4], data: rows(chain, i).data })), timesteps: [], noisePreds: [], hSpace: new Map(), promptEmbeds: undefined, conditioning: undefined });
-  console.log(`MasaCtrl: inversion chain ${invErr}; target latents from the official z_T: per step ${fromChain.stepErr}, final ${fromChain.err}; end to end: final ${full.err}`);
+  // Everything after the VAE encoder (guided inversion, source and target rows, control), from the official z_0.
+  const vae = ck.vae(), z0 = { shape: [1, 4, h / 4, w / 4], data: rows(chain, 0).data };
+  ck.useAutoencoder({ scaleFactor: vae.scaleFactor, encodeToLatents: async () => z0, decode: (l) => vae.decode(l) });
+  const fromZ0 = await run();
+  ck.useAutoencoder(undefined);
+  const zTErr = maxAbsDiff(fromZ0.r.inversion.chain[steps]!.data, rows(chain, steps).data);
+  console.log(`MasaCtrl: inversion chain ${invErr}; target latents from the official z_T: per step ${fromChain.stepErr}, final ${fromChain.err}; from the official z_0: z_T ${zTErr}, final ${fromZ0.err}; end to end: final ${full.err}`);
   assert.ok(invErr < 1e-4, `inversion chain ${invErr}`);
   assert.ok(fromChain.err < 1e-3, `final latents from the official inversion ${fromChain.err}`);
-  // End to end the float32 noise of z_0 (VAE, 3.7e-7) grows through the chaotic random-weight UNet to 5e-5 at
-  // z_T and ~1.8e-3 in the final latents (the contract's 1e-3 is not met; see notes/masactrl.md): logged only.
+  assert.ok(fromZ0.err < 1e-3, `final latents from the official z_0 ${fromZ0.err}`);
+  // End to end (our VAE encoder too) the run is ill-conditioned: z_0 differs from torch's by float32 rounding
+  // (3.7e-7 max; torch's own z_0 is 3.4e-7 from the exact float64 value, ours 3.0e-7), and one ulp on half of
+  // z_0 moves the final latents by 2.6e-4, so ~2e-3 there (an exact float64 encoder: 1.1e-3) is float32 noise,
+  // not a method difference (see notes/masactrl.md): logged only.
 });
 
 test('kv-replace bookkeeping as MutualSelfAttentionControl: steps range(start_step, 50), blocks range(start_layer, 16), rows from z_T', () => {
