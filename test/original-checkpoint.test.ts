@@ -338,6 +338,7 @@ test('configs inferred from real-size SD 1.5 and SD 2.1 headers (no options)', (
     assert.deepEqual(u.attention_head_dim, [5, 10, 20, 20]);
     assert.equal(u.cross_attention_dim, 1024);
     assert.equal(u.use_linear_projection, true);
+    assert.equal(u.sample_size, 64, '512x512 for SD 2.x base (epsilon): 768 is only the v-prediction models\' size');
     assert.equal(b.scheduler.raw.prediction_type, 'epsilon');
     assert.equal(b.warnings.length, 1, 'SD 2.x without a prediction type: warned');
     assert.match(b.warnings[0]!, /v_prediction/);

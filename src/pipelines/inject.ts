@@ -65,6 +65,15 @@ export function gammaSchedule(gamma: number | readonly [number, number], m: numb
   return Array.from({ length: m }, (_, k) => (m === 1 ? a : a + ((b - a) * k) / (m - 1)));
 }
 
+/**
+ * dt_lambda per timestep: the direction term is scaled by dtLambda (default 0.9985) at t >= dtEnd (default 950),
+ * on injected steps only (gammaAt(t) > 0), so gamma = 0 is exactly the plain reconstruction.
+ */
+export function dtLambdaSchedule(o: Pick<InjectOptions, 'dtLambda' | 'dtEnd'>, gammaAt: (t: number) => number): (t: number) => number {
+  const dtLambda = o.dtLambda ?? 0.9985, dtEnd = o.dtEnd ?? 950;
+  return (t) => (t >= dtEnd && gammaAt(t) > 0 ? dtLambda : 1);
+}
+
 export async function inject(ck: Checkpoint, o: InjectOptions): Promise<GeneratedImages> {
   const steps = o.steps ?? 50;
   const tEdit = checkTimestep('--t-edit', o.tEdit ?? 400);
@@ -91,7 +100,6 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
     const closest = keys.reduce((best, k) => (Math.abs(k - t) < Math.abs(best - t) ? k : best), keys[0]!);
     return invContent.hSpace.get(closest)!;
   };
-  const dtLambda = o.dtLambda ?? 0.9985, dtEnd = o.dtEnd ?? 950;
   const x = await hSpaceSample(ck, {
     xT: inv.chain[inv.chain.length - 1]!,
     context: inv.conditioning,
@@ -104,8 +112,7 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
       return k < 0 ? { on: false } : { on: true, gamma: gammas[k], content: contentAt(t) };
     },
     etaAt: (t) => (t > tNoise ? 0 : 1),
-    // dt_lambda calibrates injected steps only, so gamma = 0 is exactly the plain reconstruction.
-    dtLambdaAt: (t) => (t >= dtEnd && (gammas[active.indexOf(t)] ?? 0) > 0 ? dtLambda : 1),
+    dtLambdaAt: dtLambdaSchedule(o, (t) => gammas[active.indexOf(t)] ?? 0),
     onHSpace: o.onHSpace ? (t, h, e) => o.onHSpace!(t, h, e, contentAt(t)) : undefined,
     omega: o.omega,
     noise: o.noise,
