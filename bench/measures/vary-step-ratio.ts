@@ -27,7 +27,11 @@ export async function varyStepRatio(opts: Options): Promise<Result> {
   const s = opts.size, steps = 50, runs = opts.runs ?? 3;
   const method = createMethod('indetail-ip', steps);
   const { rows: layout, referenceOf } = rowLayout(true, method.guidanceMode === 'conflicting', 1);
-  const refLayout: ReferenceLayout = { referenceOf, layer: method.layer, queryKeyAdain: method.queryKeyAdain, scoreShift: method.scoreShift };
+  // as vary: nothing reads the reference row's noise prediction, so it is dropped after the last hooked layer
+  const refLayout: ReferenceLayout = {
+    referenceOf, layer: method.layer, queryKeyAdain: method.queryKeyAdain, scoreShift: method.scoreShift,
+    unreadRows: layout.flatMap((r, j) => (r.kind === 'ref' ? [j] : [])),
+  };
   let builds = 0;
   const variant: UNetVariant = {
     key: `${method.key}:${layoutKey(refLayout, '')}`,
@@ -56,7 +60,7 @@ export async function varyStepRatio(opts: Options): Promise<Result> {
     concat_ratio: round(median(ct) / bmed),
     concat_cpu_ratio: round(median(timed.arms[0]!.cpu.concat!) / median(Object.values(timed.arms[1]!.cpu)[0]!)),
     variant_graphs_built: builds,
-    note: `InDetail-IP (${method.key}), 1 image, CFG: rows [${layout.map((r) => `${r.kind}_${r.branch}`).join(', ')}] vs the plain CFG step [uncond, cond]; median_s/ratio: Stratified-Attention weights (step 0), concat_*: concatenation weights (step ${steps - 1}), same session; flops/gflops count every reference-attention term at full length (a term whose weight is 0 in every row runs on one key); cpu_* = CPU seconds per call (less skewed by other work than wall time)`,
+    note: `InDetail-IP (${method.key}), 1 image, CFG: rows [${layout.map((r) => `${r.kind}_${r.branch}`).join(', ')}] vs the plain CFG step [uncond, cond]; median_s/ratio: Stratified-Attention weights (step 0), concat_*: concatenation weights (step ${steps - 1}), same session; the reference row is dropped after the last hooked layer (vary does so when nothing reads its noise prediction); flops/gflops count every reference-attention term at full length (a term whose weight is 0 in every row runs on one key); cpu_* = CPU seconds per call (less skewed by other work than wall time)`,
   }, TARGET);
 }
 

@@ -161,7 +161,11 @@ export async function unetVJP(unet: UNet, call: UNetCall, cotangent: Tensor): Pr
   return { dSample: r.d_sample!, dEncoderHiddenStates: r.d_encoder_hidden_states };
 }
 
-/** Several variants in one graph: attention from the first that rewrites it; skip/mid hooks chained. */
+/**
+ * Several variants in one graph: attention from the first that rewrites it; skip/mid hooks chained. One
+ * variant may drop rows (keepRows) when the others cannot see rows after the drop (only skip/mid hooks,
+ * which run before the up path, and no tapped outputs).
+ */
 export function composeVariants(variants: readonly (UNetVariant | undefined)[]): UNetVariant | undefined {
   const list = variants.filter((v): v is UNetVariant => v !== undefined);
   if (list.length <= 1) return list[0];
@@ -170,7 +174,11 @@ export function composeVariants(variants: readonly (UNetVariant | undefined)[]):
     outputs: list.flatMap((v) => v.outputs ?? []),
     hooks(g, batch, inputs) {
       const all = list.map((v) => v.hooks(g, batch, inputs));
+      const droppers = all.filter((h) => h.keepRows);
+      const blind = list.every((v) => !v.outputs?.length) && all.every((h) => h.keepRows || (!h.attention && !h.groupNorm && !h.tap));
+      const dropper = droppers.length === 1 && blind ? droppers[0]! : undefined;
       return {
+        ...(dropper ? { keepRows: (path: string, later: readonly string[]) => dropper.keepRows!(path, later) } : {}),
         attention: (call) => { for (const h of all) { const r = h.attention?.(call); if (r) return r; } return undefined; },
         groupNorm: (call) => { for (const h of all) { const r = h.groupNorm?.(call); if (r) return r; } return undefined; },
         skip: (k, s) => all.reduce((acc, h) => (h.skip ? h.skip(k, acc) : acc), s),

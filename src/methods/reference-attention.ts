@@ -32,6 +32,12 @@ export interface ReferenceLayout {
    * its reference concatenated along H (a row without reference: itself twice, i.e. its own statistics).
    */
   readonly sharedGroupNorm?: boolean;
+  /**
+   * Rows whose UNet output the caller does not read (vary's reference rows when nothing reads their noise
+   * prediction): once no later hooked layer reads their keys and values they are dropped from the batch
+   * (UNetHooks.keepRows) and come back as zeros. Only rows that attend to no reference; ignored with sharedGroupNorm.
+   */
+  readonly unreadRows?: readonly number[];
 }
 
 /** Per reference-attending row (in row order): the three weights of the formula above. */
@@ -53,7 +59,17 @@ export const WEIGHT_INPUTS = ['reference_fixed_ref', 'reference_fixed_own', 'ref
 
 export function layoutKey(l: ReferenceLayout, layers: string): string {
   return `ref[${l.referenceOf.map((r) => (r === null ? '-' : r)).join(',')}]${l.queryKeyAdain ? ':adain' : ''}${l.scoreShift ? `:shift${l.scoreShift}` : ''}`
-    + `${l.scoreScale !== undefined && l.scoreScale !== 1 ? `:scale${l.scoreScale}` : ''}${l.sharedGroupNorm ? ':gn' : ''}:${layers}`;
+    + `${l.scoreScale !== undefined && l.scoreScale !== 1 ? `:scale${l.scoreScale}` : ''}${l.sharedGroupNorm ? ':gn' : ''}`
+    + `${unreadOf(l).length ? `:unread${unreadOf(l).join(',')}` : ''}:${layers}`;
+}
+
+/** The rows the hooks may drop (see ReferenceLayout.unreadRows). */
+function unreadOf(l: ReferenceLayout): number[] {
+  if (l.sharedGroupNorm || !l.unreadRows) return [];
+  for (const r of l.unreadRows) {
+    if (!(Number.isInteger(r) && r >= 0 && r < l.referenceOf.length) || l.referenceOf[r] !== null) throw new Error(`reference attention: unread row ${r} is not a row without reference`);
+  }
+  return [...new Set(l.unreadRows)].sort((a, b) => a - b);
 }
 
 /** Graph feeds for the per-row weights of one step. */
@@ -122,11 +138,13 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
   const fixedOwn = g.input(WEIGHT_INPUTS[1], [n, 1, 1, 1]);
   const soft = g.input(WEIGHT_INPUTS[2], [n, 1, 1, 1]);
   const shift = layout.scoreShift ?? 0;
-  const order = [...plainRows, ...rows.map((x) => x.i)];
-  const inverse = order.map((_, j) => order.indexOf(j));
+  const unread = unreadOf(layout);
+  const all = layout.referenceOf.map((_, i) => i);
   let index = 0;
   return {
     ...(groupNorm ? { groupNorm } : {}),
+    // after the last hooked layer (this one or earlier) nothing reads the unread rows: drop them here
+    ...(unread.length ? { keepRows: (_path: string, later: readonly string[]) => (later.some((p, k) => layout.layer(p, index + 1 + k)) ? undefined : all.filter((i) => !unread.includes(i))) } : {}),
     attention(call: AttentionCall): Value | undefined {
       if (call.kind !== 'attn1') return undefined;
       if (!layout.layer(call.path, index++)) return undefined;
@@ -154,9 +172,14 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
         : call.plain(qs, keysIfUsed(op.concat([kr, ks], 1), soft), keysIfUsed(op.concat([vr, vs], 1), soft));
       const rowWeight = (w: Value): Value => op.reshape(w, [qs.dim(0), 1, 1]);
       const mixed = op.add(op.add(op.mul(aRef, rowWeight(fixedRef)), op.mul(aOwn, rowWeight(fixedOwn))), op.mul(y, rowWeight(soft)));
-      if (plainRows.length === 0) return mixed;
-      const plain = call.plain(pick(q, plainRows), pick(k, plainRows), pick(v, plainRows));
-      return op.gather(op.concat([plain, mixed], 0), 0, inverse);
+      // outputRows (rows dropped here): only those rows' outputs, e.g. no attention for a reference row nobody reads any more
+      const out = call.outputRows ?? all;
+      const plainOut = plainRows.filter((i) => out.includes(i));
+      if (own.some((i) => !out.includes(i))) throw new Error(`${call.path}: a row attending to a reference cannot be dropped`);
+      if (plainOut.length === 0 && out.length === own.length && out.every((r, j) => r === own[j])) return mixed;
+      const parts = [...plainOut, ...own];
+      const plain = plainOut.length ? [call.plain(pick(q, plainOut), pick(k, plainOut), pick(v, plainOut))] : [];
+      return op.gather(op.concat([...plain, mixed], 0), 0, out.map((r) => parts.indexOf(r)));
     },
   };
 }

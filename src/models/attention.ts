@@ -6,6 +6,7 @@ import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import { attentionCore, fusedAttention, groupNorm, linear, mergeHeads, splitHeads } from '../graph/nn.js';
 import * as op from '../graph/ops.js';
+import type { BatchRows } from './batch-rows.js';
 import type { AttentionCall, UNetHooks } from './hooks.js';
 
 export interface AttentionSpec {
@@ -28,7 +29,8 @@ export function explicitAttention(q: Value, k: Value, v: Value, heads: number, s
   return mergeHeads(attentionCore(splitHeads(q, heads), splitHeads(k, heads), splitHeads(v, heads), scale));
 }
 
-export function attention(x: Value, context: Value, vb: WeightsView, spec: AttentionSpec, hooks?: UNetHooks): Value {
+/** `rows` (up path of a UNet whose hooks drop rows): a self-attention layer may be where rows are dropped (UNetHooks.keepRows). */
+export function attention(x: Value, context: Value, vb: WeightsView, spec: AttentionSpec, hooks?: UNetHooks, rows?: BatchRows): Value {
   const inner = spec.heads * spec.dimHead;
   const q = linear(x, vb.pp('to_q'), spec.queryDim, inner, spec.qkvBias);
   const k = linear(context, vb.pp('to_k'), spec.contextDim, inner, spec.qkvBias);
@@ -39,7 +41,11 @@ export function attention(x: Value, context: Value, vb: WeightsView, spec: Atten
   hooks?.tap?.(`${spec.path}.to_v`, v);
   const scale = spec.dimHead ** -0.5;
   const plain = (qq: Value, kk: Value, vv: Value): Value => plainAttention(qq, kk, vv, spec.heads, scale);
-  const core = hooks?.attention?.({ path: spec.path, kind: spec.kind, q, k, v, heads: spec.heads, scale, plain }) ?? plain(q, k, v);
+  const keep = spec.kind === 'attn1' ? rows?.atSelfAttention(spec.path) : undefined;
+  const core = keep
+    ? hooks?.attention?.({ path: spec.path, kind: spec.kind, q, k, v, heads: spec.heads, scale, plain, outputRows: keep }) ?? plain(op.gather(q, 0, keep), op.gather(k, 0, keep), op.gather(v, 0, keep))
+    : hooks?.attention?.({ path: spec.path, kind: spec.kind, q, k, v, heads: spec.heads, scale, plain }) ?? plain(q, k, v);
+  if (keep && core.dim(0) !== keep.length) throw new Error(`${spec.path}: the attention hook returned ${core.dim(0)} rows for ${keep.length} kept rows`);
   const out = linear(core, vb.pp('to_out.0'), inner, spec.queryDim);
   if (spec.kind !== 'spatial') hooks?.tap?.(`${spec.path}.output`, out);
   return out;

@@ -19,6 +19,11 @@ export interface AttentionCall {
   readonly scale: number;
   /** The plain attention softmax(scale Q K^T) V, heads merged; call it to get the default. */
   plain(q: Value, k: Value, v: Value): Value;
+  /**
+   * Set where UNetHooks.keepRows drops rows at this layer: the batch rows whose output is used, in order;
+   * the hook returns [outputRows.length, Nq, C] (q, k, v still hold every row).
+   */
+  readonly outputRows?: readonly number[];
 }
 
 /** A GroupNorm of the denoising UNet (resnet norm1/norm2, Transformer2DModel norm, conv_norm_out). */
@@ -40,6 +45,13 @@ export interface UNetHooks {
   midBlock?(h: Value, temb: Value): Value;
   /** Each skip connection as the up blocks will consume it (index in diffusers' down_block_res_samples order). */
   skip?(index: number, s: Value): Value;
+  /**
+   * Asked before each self-attention layer of the up path (after its Q/K/V projections; `later`: the attn1
+   * paths still to come, in order): the batch rows (increasing) this layer's output and everything after it
+   * need, or undefined for all. The model then computes only those rows and returns zeros for the others
+   * (a reference row whose noise prediction nobody reads, once no later layer reads its keys and values).
+   */
+  keepRows?(path: string, later: readonly string[]): readonly number[] | undefined;
   /** Named intermediates (diffusers module paths), for tests and for methods that read them. */
   tap?(name: string, v: Value): void;
 }

@@ -7,6 +7,7 @@
 import type { WeightsView } from '../io/weights.js';
 import type { Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
+import type { BatchRows } from './batch-rows.js';
 import type { UNetHooks } from './hooks.js';
 import { downsample2D, upsample2D } from './resnet.js';
 
@@ -45,8 +46,11 @@ export function downBlocks(x: Value, vb: WeightsView, s: SkeletonSpec, hooks?: U
   return { h, skips };
 }
 
-/** Skips pass through hooks.skip (ControlNet residuals, h-space methods) before the up blocks read them. */
-export function upBlocks(x: Value, skips: readonly Value[], vb: WeightsView, s: SkeletonSpec, hooks?: UNetHooks): Value {
+/**
+ * Skips pass through hooks.skip (ControlNet residuals, h-space methods) before the up blocks read them.
+ * `rows`: once rows are dropped (BatchRows), each skip is taken on the kept rows.
+ */
+export function upBlocks(x: Value, skips: readonly Value[], vb: WeightsView, s: SkeletonSpec, hooks?: UNetHooks, rows?: BatchRows): Value {
   const consumed = skips.map((v, k) => {
     hooks?.tap?.(`down_block_res_samples.${k}`, v);
     return hooks?.skip ? hooks.skip(k, v) : v;
@@ -63,7 +67,7 @@ export function upBlocks(x: Value, skips: readonly Value[], vb: WeightsView, s: 
       for (let j = 0; j <= s.layersPerBlock; j++) {
         const res = consumed.pop();
         if (!res) throw new Error('UNet: skip connections exhausted');
-        y = s.upLayer(i, j, op.concat([y, res], 1), outC, bv, path);
+        y = s.upLayer(i, j, op.concat([y, rows ? rows.of(res) : res], 1), outC, bv, path);
       }
       if (i < n - 1) {
         const next = consumed[consumed.length - 1]!;

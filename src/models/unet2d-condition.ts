@@ -10,6 +10,7 @@ import type { Value } from '../graph/ir.js';
 import { conv2d, silu } from '../graph/nn.js';
 import { hookedGroupNorm } from './group-norm-hook.js';
 import * as op from '../graph/ops.js';
+import { BatchRows } from './batch-rows.js';
 import type { UNetHooks } from './hooks.js';
 import { resnetBlock2D } from './resnet.js';
 import { downBlocks, upBlocks, type SkeletonSpec } from './unet-skeleton.js';
@@ -132,12 +133,12 @@ function transformerSpec(cfg: UNet2DConditionConfig, path: string, channels: num
   };
 }
 
-/** The skeleton's layers: ResnetBlock2D, then a Transformer2DModel in CrossAttn blocks. */
-function skeleton(temb: Value, ctx: Value, cfg: UNet2DConditionConfig, hooks?: UNetHooks): SkeletonSpec {
+/** The skeleton's layers: ResnetBlock2D, then a Transformer2DModel in CrossAttn blocks; `rows` (up path): rows may be dropped. */
+function skeleton(temb: Value, ctx: Value, cfg: UNet2DConditionConfig, hooks?: UNetHooks, rows?: BatchRows): SkeletonSpec {
   const n = cfg.downBlockTypes.length;
   const layer = (cross: boolean, heads: number, layers: number) => (h: Value, outC: number, bv: WeightsView, path: string, j: number): Value => {
-    const r = resnetBlock2D(h, temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC), hooks, `${path}.resnets.${j}`);
-    return cross ? transformer2D(r, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, heads, layers), hooks) : r;
+    const r = resnetBlock2D(h, rows ? rows.of(temb) : temb, bv.pp('resnets').pp(j), resnetSpec(cfg, h.dim(1), outC), hooks, `${path}.resnets.${j}`);
+    return cross ? transformer2D(r, ctx, bv.pp('attentions').pp(j), transformerSpec(cfg, `${path}.attentions.${j}`, outC, heads, layers), hooks, rows) : r;
   };
   return {
     blockOutChannels: cfg.blockOutChannels,
@@ -167,6 +168,21 @@ export function unetMidBlock(x: Value, temb: Value, ctx: Value, vb: WeightsView,
   });
 }
 
+/** Every self-attention (attn1) path of the UNet, in the order the graph is built (down, mid, up). */
+export function selfAttentionPaths(cfg: UNet2DConditionConfig): string[] {
+  const n = cfg.downBlockTypes.length;
+  const paths: string[] = [];
+  const add = (prefix: string, layers: number): void => { for (let t = 0; t < layers; t++) paths.push(`${prefix}.transformer_blocks.${t}.attn1`); };
+  cfg.downBlockTypes.forEach((type, i) => {
+    if (type === 'CrossAttnDownBlock2D') for (let j = 0; j < cfg.layersPerBlock; j++) add(`down_blocks.${i}.attentions.${j}`, cfg.transformerLayersPerBlock[i]!);
+  });
+  if (cfg.midBlockType) add('mid_block.attentions.0', cfg.transformerLayersPerBlock[n - 1]!);
+  cfg.upBlockTypes.forEach((type, i) => {
+    if (type === 'CrossAttnUpBlock2D') for (let j = 0; j <= cfg.layersPerBlock; j++) add(`up_blocks.${i}.attentions.${j}`, cfg.transformerLayersPerBlock[n - 1 - i]!);
+  });
+  return paths;
+}
+
 export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet2DConditionConfig, hooks?: UNetHooks): Value {
   const tap = (name: string, v: Value): Value => { hooks?.tap?.(name, v); return v; };
   const ch0 = cfg.blockOutChannels[0]!;
@@ -178,6 +194,9 @@ export function unet2DConditionModel(inp: UNetInputs, vb: WeightsView, cfg: UNet
     x = tap('mid_block', unetMidBlock(x, temb, ctx, vb.pp('mid_block'), cfg, hooks));
     if (hooks?.midBlock) x = tap('mid_block.edited', hooks.midBlock(x, temb));
   }
-  x = upBlocks(x, down.skips, vb, skeleton(temb, ctx, cfg, hooks), hooks);
-  return conv2d(silu(hookedGroupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps, 'conv_norm_out', hooks)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
+  // Rows the hooks drop part-way through the up path (UNetHooks.keepRows) come back as zeros.
+  const rows = hooks?.keepRows ? new BatchRows(inp.sample.dim(0), hooks, selfAttentionPaths(cfg)) : undefined;
+  x = upBlocks(x, down.skips, vb, skeleton(temb, ctx, cfg, hooks, rows), hooks, rows);
+  const out = conv2d(silu(hookedGroupNorm(x, vb.pp('conv_norm_out'), cfg.normNumGroups, cfg.normEps, 'conv_norm_out', hooks)), vb.pp('conv_out'), ch0, cfg.outChannels, 3, { padding: 1 });
+  return rows ? rows.restore(out) : out;
 }

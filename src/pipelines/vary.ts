@@ -144,9 +144,12 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
     : emb.rows(r.branch === 'cond' ? 1 : refUncond));
   const context = concatEmbeddings(layout.map(embOf)).conditioning(defaultMicroConditioning(reference.width, reference.height, o.micro));
 
+  // The reference rows' noise predictions are read only by these; otherwise the UNet drops those rows after the last hooked layer.
+  const refOutputRead = o.onUNetOutput !== undefined || o.method.adjustNoise !== undefined || run.freeReference === true;
   const refLayout: ReferenceLayout = {
     referenceOf, layer: o.method.layer, queryKeyAdain: o.method.queryKeyAdain, scoreShift: o.method.scoreShift,
     scoreScale: o.method.scoreScale, sharedGroupNorm: o.method.sharedGroupNorm,
+    ...(refOutputRead ? {} : { unreadRows: layout.flatMap((r, j) => (r.kind === 'ref' ? [j] : [])) }),
   };
   const refVariant: UNetVariant = { key: `${o.method.key}:${layoutKey(refLayout, '')}`, hooks: (g: Graph) => referenceAttentionHooks(g, refLayout) };
   const controls = prepareControls(o.controls ?? [], reference.width, reference.height, vae.scaleFactor);
