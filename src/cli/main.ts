@@ -8,6 +8,7 @@ import { configureEngine, type Device } from '../graph/session.js';
 import { InputError, VispromptError } from '../errors.js';
 import { PRECISIONS, type Precision } from '../graph/quantize.js';
 import { choice, int } from './parse.js';
+import { int8Notice } from './precision-notice.js';
 import { registerEncoderCommands } from './commands/encoders.js';
 import { registerGenerateCommands } from './commands/generate.js';
 import { registerVaryCommand } from './commands/vary.js';
@@ -65,8 +66,9 @@ program.hook('preAction', (_root, cmd) => {
   // --precision before or after the command (the command's own flag wins when given)
   precision = cmd.getOptionValueSource('precision') === 'cli' ? cmd.opts<{ precision: Precision }>().precision : o.precision ?? 'fp32';
   if (precision === 'int8' && o.device !== 'cpu') throw new InputError(`--precision int8 runs on --device cpu only (the ${o.device} provider has no dynamically quantized kernels)`);
-  if (precision === 'int8' && ['train-aligner', 'train-attribute'].includes(cmd.name()) && !quiet) process.stderr.write(`warning: ${cmd.name()} computes gradients, which run in float32: --precision int8 does not apply\n`);
-  if (precision === 'int8' && ['serve', 'worker'].includes(cmd.name())) process.stderr.write(`warning: ${cmd.name()}: the precision is chosen per job (the request's "precision": "int8"); --precision is ignored here\n`);
+  // where int8 does not reach (gradients, encoders, services): said, never a silent float32 run (serve/worker even with --quiet)
+  const notice = precision === 'int8' ? int8Notice(cmd.parent?.parent ? `${cmd.parent.name()} ${cmd.name()}` : cmd.name(), cmd.opts<{ pnoSteps?: number }>()) : undefined;
+  if (notice && (!quiet || ['serve', 'worker'].includes(cmd.name()))) process.stderr.write(`warning: ${notice}\n`);
   configureEngine({ device: o.device, threads: o.threads, lowMemory: true, graphCache: o.graphCache });
 });
 

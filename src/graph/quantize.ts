@@ -33,8 +33,8 @@ export function usePrecision<G extends Graph>(g: G, precision: Precision): G {
 
 export function isInt8(g: Graph): boolean { return int8Graphs.has(g); }
 
-/** The part of a session-cache key that precision decides ('' for float32, so float32 keys are unchanged). */
-export function precisionKey(precision: Precision): string { return precision === 'fp32' ? '' : `:${precision}`; }
+/** The part of a session-cache key that precision decides ('' for float32, so float32 keys are unchanged; int8: with the weight range). */
+export function precisionKey(precision: Precision): string { return precision === 'fp32' ? '' : `:${precision}w${weightRange()}`; }
 
 export function checkPrecision(value: string, flag = '--precision'): Precision {
   if (!(PRECISIONS as readonly string[]).includes(value)) throw new InputError(`${flag}: ${JSON.stringify(value)} is not a precision (expected fp32 or int8)`);
@@ -68,12 +68,30 @@ let cachedRange: number | undefined;
  * (onnxruntime's quantizer calls this reduce_range). VNNI and AMX accumulate in 32 bits: full 8 bits.
  */
 export function weightRange(): number {
-  if (cachedRange === undefined) {
-    let flags = '';
-    try { flags = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? ''; } catch { /* not Linux: assume no VNNI */ }
-    cachedRange = /\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(flags) ? 127 : 63;
-  }
+  cachedRange ??= weightRangeFor(cpuFlags());
   return cachedRange;
+}
+
+/** weightRange for a CPU with these flags (/proc/cpuinfo's names): 127 with avx512_vnni, avx_vnni or amx_int8, else 63. */
+export function weightRangeFor(flags: string): 63 | 127 {
+  return /(^|\s)(avx512_vnni|avx_vnni|amx_int8)(\s|$)/.test(flags) ? 127 : 63;
+}
+
+/** The first `flags` line of /proc/cpuinfo (or of `cpuinfo`), '' where there is none (not Linux: no VNNI assumed). */
+export function cpuFlags(cpuinfo?: string): string {
+  let text = cpuinfo;
+  if (text === undefined) {
+    try { text = fs.readFileSync('/proc/cpuinfo', 'utf8'); } catch { return ''; }
+  }
+  return text.match(/^flags\s*:(.*)$/m)?.[1]?.trim() ?? '';
+}
+
+/**
+ * Tests and investigations: quantize weights to this range from now on (63: 7 bits, 127: 8 bits, which
+ * saturates on CPUs without VNNI/AMX); undefined: the CPU's choice again. Sessions already built keep theirs.
+ */
+export function setWeightRange(range: 63 | 127 | undefined): void {
+  cachedRange = range;
 }
 
 export interface QuantizedWeight {
