@@ -13,6 +13,7 @@ import { InputError, VispromptError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { Graph } from './ir.js';
 import { toOnnx } from './onnx.js';
+import { ensureVulkanLoader } from './vulkan-loader.js';
 
 export type Device = 'cpu' | 'webgpu' | 'cuda';
 
@@ -116,12 +117,13 @@ function graphDigest(proto: Uint8Array, externalData: readonly { path: string; d
 }
 
 async function createSession(g: Graph): Promise<CompiledGraph> {
+  if (engineOptions.device === 'webgpu') ensureVulkanLoader(); // without LD_LIBRARY_PATH where only chromium's loader exists
   try {
     return await createSessionOn(g);
   } catch (e) {
     // ONNX Runtime's WebGPU provider finds no adapter when no Vulkan driver is installed (a GPU's, or a software one).
     if (engineOptions.device === 'webgpu' && e instanceof Error && /WebGPU adapter|No supported adapters/i.test(e.message)) {
-      throw new VispromptError('--device webgpu: no WebGPU adapter found (install a Vulkan driver; for the software GPU: apt install chromium, then VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium XDG_RUNTIME_DIR=/tmp)');
+      throw new VispromptError('--device webgpu: no WebGPU adapter found (install a Vulkan driver; for the software GPU: apt install chromium, then VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json XDG_RUNTIME_DIR=/tmp)');
     }
     throw e;
   }
