@@ -56,8 +56,9 @@ test('hSpaceFeeds: per-row switches, gamma and strength only on the edited half;
   assert.deepEqual([...tensorOf(inject[HSPACE_INPUTS.content]).data], [0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
   assert.equal(inject[HSPACE_INPUTS.mask], mask);
   // Without a mask no mask feed; the edit off: every switch 0; no gamma given: 0.
-  const off = hSpaceFeeds({ kind: 'inject', masked: false }, 2, { on: false, content });
-  assert.equal(off[HSPACE_INPUTS.mask], undefined);
+  // A mask given to an unmasked edit is not fed (its graph has no mask input).
+  const off = hSpaceFeeds({ kind: 'inject', masked: false }, 2, { on: false, content, mask });
+  assert.deepEqual(Object.keys(off).sort(), [HSPACE_INPUTS.content, HSPACE_INPUTS.gamma, HSPACE_INPUTS.on].sort());
   assert.deepEqual([...tensorOf(off[HSPACE_INPUTS.on]).data], [0, 0, 0, 0]);
   assert.deepEqual([...tensorOf(off[HSPACE_INPUTS.gamma]).data], [0, 0, 0, 0]);
   const delta: HSpaceEdit = { kind: 'delta', weights: undefined as never, config: { channels: 2, tembChannels: 3, groups: 2, eps: 1e-6 }, id: 'x' };
@@ -180,6 +181,11 @@ test('DeltaBlock files: not one, wrong h-space channels, wrong time-embedding wi
     && e.message === `${file} [attr.conv_in.weight]: attribute network has 2 input channels but this UNet's h-space has 4`);
   assert.throws(() => loadDeltaBlock(file, 2, 8), (e: unknown) => e instanceof FileFormatError && e.key === 'attr.temb_proj.weight'
     && e.message === `${file} [attr.temb_proj.weight]: attribute network expects a 3-dim time embedding but this UNet's is 8-dim`);
+  // Input channels alone (conv_in [2, 3, 1, 1] into a 2-channel h-space).
+  const narrow = path.join(tmp, 'narrow.safetensors');
+  writeSafetensors(narrow, { 'conv_in.weight': T([2, 3, 1, 1], [0, 0, 0, 0, 0, 0]), 'temb_proj.weight': T([2, 3], [0, 0, 0, 0, 0, 0]) });
+  assert.throws(() => loadDeltaBlock(narrow, 2, 3), (e: unknown) => e instanceof FileFormatError && e.key === 'conv_in.weight'
+    && e.message.endsWith("attribute network has 3 input channels but this UNet's h-space has 2"));
   // Output channels are checked too (conv_in [3, 2, 1, 1] into a 2-channel h-space).
   const wide = path.join(tmp, 'wide.safetensors');
   writeSafetensors(wide, { 'conv_in.weight': T([3, 2, 1, 1], [0, 0, 0, 0, 0, 0]), 'temb_proj.weight': T([2, 3], [0, 0, 0, 0, 0, 0]) });

@@ -11,7 +11,7 @@ import { golden, goldenInts } from './helpers.js';
 
 const SHAPE = { dv: 32, hidden: 64, dt: 32 };
 
-test('VCF objective: lambda_rec 0.5 gives L_nce + 0.5 L_rec, tau 0.2 changes only L_nce; the default run after them equals the golden', async () => {
+test('VCF objective: lambda_rec 0.5 gives L_nce + 0.5 L_rec, tau 0.2 changes only L_nce; the default run after them equals the golden, explicit defaults too', async () => {
   const g = golden('grads', 'vcf_aligner');
   const mask = goldenInts('grads', 'vcf_aligner', 'attention_mask');
   const batch = { imageTokens: g.Y!, textTokens: g.T!, pooledText: g.t!, attentionMask: { shape: mask.shape, data: Float32Array.from(mask.data) } as Tensor };
@@ -27,4 +27,9 @@ test('VCF objective: lambda_rec 0.5 gives L_nce + 0.5 L_rec, tau 0.2 changes onl
   const plain = await alignerLossAndGrads(SHAPE, params, batch);
   assert.ok(Math.abs(plain.nce - nce) < 1e-5, `default L_nce ${plain.nce} vs golden ${nce}`);
   assert.ok(Math.abs(plain.loss - g.L!.data[0]!) < 1e-5, `default L ${plain.loss} vs golden ${g.L!.data[0]}`);
+  // The defaults given explicitly are the same objective (and must not pick up the graphs compiled above).
+  for (const o of [{ lambdaRec: 1 }, { tau: 0.07 }]) {
+    const r = await alignerLossAndGrads(SHAPE, params, batch, o);
+    assert.ok(Math.abs(r.loss - g.L!.data[0]!) < 1e-5 && Math.abs(r.nce - nce) < 1e-5, `${JSON.stringify(o)}: L ${r.loss}, L_nce ${r.nce}`);
+  }
 });
