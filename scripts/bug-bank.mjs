@@ -114,7 +114,7 @@ for (const e of entries) {
       if (!c.ok) { detail += `${t} fails without the bug too (${firstFailure(c.tail)}); `; continue; }
       status = r.timedOut ? 'caught (timeout)' : 'caught';
       by = t;
-      detail = firstFailure(r.tail);
+      detail += firstFailure(r.tail);
       break;
     }
   } finally {
@@ -126,6 +126,7 @@ for (const e of entries) {
   writeReport(); // after each entry, so an interrupted run keeps what it measured
 }
 const { caught, valid, rate } = writeReport();
+console.log(`\n${fs.readFileSync(REPORT, 'utf8')}`);
 console.log(`\n${caught} of ${valid} caught (${rate.toFixed(1)}%); report: ${path.relative(ROOT, REPORT)}`);
 
 // 4. Merge with earlier results (--only reruns) and write the report.
@@ -142,11 +143,16 @@ function writeReport() {
   const rate = valid.length ? (100 * caught) / valid.length : 0;
   fs.mkdirSync(path.dirname(REPORT), { recursive: true });
   fs.writeFileSync(RAW, JSON.stringify({ date: new Date().toISOString(), caught, valid: valid.length, rate, results: all }, null, 1));
+  const sets = [...new Set(bank.bugs.map((b) => b.set ?? 'main'))].map((set) => {
+    const v = valid.filter((r) => (bank.bugs.find((b) => b.id === r.id)?.set ?? 'main') === set);
+    const c = v.filter((r) => r.status.startsWith('caught')).length;
+    return `set ${set}: ${c} of ${v.length} caught`;
+  });
   const md = [
     '# Bug bank (scripts/bug-bank.json, `npm run bugbank`)', '',
     `${new Date().toISOString()}: **${caught} of ${valid.length} caught (${rate.toFixed(1)}%)**` +
       (all.length > valid.length ? `, ${all.length - valid.length} invalid entries` : '') +
-      (all.length < bank.bugs.length ? ` (${bank.bugs.length - all.length} entries not run yet)` : ''), '',
+      (all.length < bank.bugs.length ? ` (${bank.bugs.length - all.length} entries not run yet)` : '') + ` (${sets.join('; ')})`, '',
     '| id | area | file | result | caught by | tests tried (s) |', '|---|---|---|---|---|---|',
     ...all.map((r) => `| ${r.id} | ${r.area} | ${r.file} | ${r.status === 'MISSED' ? '**MISSED**' : r.status} | ${r.by ?? (r.status === 'invalid' ? r.detail : '')} | ${(r.tried ?? []).map((x) => `${path.basename(x.test, '.test.ts')} ${x.ok ? 'pass' : 'FAIL'} ${x.seconds}`).join(', ')} |`),
     '',
