@@ -27,6 +27,10 @@ export interface ConfigResult {
   readonly images: number;
   readonly metrics: Partial<Record<ScoreColumn, MetricSummary>>;
   readonly fid: { fid: number | null; n_real: number; n_generated: number; note?: string } | undefined;
+  /** KID (torchmetrics): mean and population std over the subsets; null with too few images (note says why). */
+  readonly kid?: { mean: number | null; std: number | null; subsets: number; subsetSize: number; note?: string } | undefined;
+  /** Inception Score of the configuration's images: mean and unbiased std over the splits. */
+  readonly inceptionScore?: { mean: number | null; std: number | null; splits: number; n: number; note?: string } | undefined;
   readonly perImage: ({ file: string; reference: string } & Partial<Record<ScoreColumn, number>>)[];
   readonly secondsPerUnit: number | null;
   readonly units: { reference: string; caption: string; files: string[] }[];
@@ -47,9 +51,11 @@ export interface ReportInput {
 }
 
 /** Column heads: the papers' names, with the better direction. */
-export const METRIC_LABELS: Record<ScoreColumn | 'fid', string> = {
-  clip_i: 'CLIP-I ↑', clip_t: 'CLIP-T ↑', dino: 'DINO ↑', dino_structure: 'DINO structure (DINO-G ↑ / DINO-C ↓)', lpips: 'LPIPS', fid: 'FID ↓',
+export const METRIC_LABELS: Record<ScoreColumn | 'fid' | 'kid' | 'is', string> = {
+  clip_i: 'CLIP-I ↑', clip_t: 'CLIP-T ↑', dino: 'DINO ↑', dino_structure: 'DINO structure (DINO-G ↑ / DINO-C ↓)', lpips: 'LPIPS', fid: 'FID ↓', kid: 'KID ↓', is: 'IS ↑',
 };
+/** KID / IS cell: mean ± std (the spread over subsets / splits, not a confidence interval). */
+const spread = (x: { mean: number | null; std: number | null } | undefined): string => (x?.mean == null ? '—' : x.std != null ? `${x.mean.toPrecision(4)} ± ${x.std.toPrecision(2)}` : x.mean.toPrecision(4));
 const COLUMNS = ['clip_i', 'clip_t', 'dino', 'dino_structure', 'lpips'] as const;
 
 function csvField(v: unknown): string {
@@ -77,10 +83,13 @@ function paramsText(c: ConfigResult): string {
 function csv(input: ReportInput): string {
   const cols = shownColumns(input.configs);
   const params = [...new Set(input.configs.flatMap((c) => Object.keys(c.config.params)))].sort();
-  let s = csvLine(['config', 'label', 'method', ...params, 'steps', 'guidance', 'references', 'images', ...cols.flatMap((c) => [`${c}_mean`, `${c}_ci95_low`, `${c}_ci95_high`]), 'fid', 'fid_note', 'seconds_per_reference']);
+  const kid = input.metrics.includes('kid'), is = input.metrics.includes('is');
+  let s = csvLine(['config', 'label', 'method', ...params, 'steps', 'guidance', 'references', 'images', ...cols.flatMap((c) => [`${c}_mean`, `${c}_ci95_low`, `${c}_ci95_high`]), 'fid', 'fid_note',
+    ...(kid ? ['kid_mean', 'kid_std', 'kid_note'] : []), ...(is ? ['is_mean', 'is_std'] : []), 'seconds_per_reference']);
   for (const c of input.configs) {
     s += csvLine([c.config.id, c.config.label, c.config.method, ...params.map((p) => c.config.params[p]), c.settings.steps, c.settings.guidance, c.references, c.images,
-      ...cols.flatMap((k) => { const m = c.metrics[k]; return [m?.mean, m?.ci95?.[0], m?.ci95?.[1]]; }), c.fid?.fid, c.fid?.note, c.secondsPerUnit?.toFixed(2)]);
+      ...cols.flatMap((k) => { const m = c.metrics[k]; return [m?.mean, m?.ci95?.[0], m?.ci95?.[1]]; }), c.fid?.fid, c.fid?.note,
+      ...(kid ? [c.kid?.mean, c.kid?.std, c.kid?.note] : []), ...(is ? [c.inceptionScore?.mean, c.inceptionScore?.std] : []), c.secondsPerUnit?.toFixed(2)]);
   }
   return s;
 }
@@ -95,12 +104,15 @@ function perImageCsv(input: ReportInput): string {
 function markdown(input: ReportInput): string {
   const cols = shownColumns(input.configs);
   const fid = input.metrics.includes('fid');
-  const head = ['configuration', 'references', 'images', ...cols.map((c) => METRIC_LABELS[c]), ...(fid ? ['FID ↓'] : [])];
+  const kid = input.metrics.includes('kid'), is = input.metrics.includes('is');
+  const head = ['configuration', 'references', 'images', ...cols.map((c) => METRIC_LABELS[c]), ...(fid ? ['FID ↓'] : []), ...(kid ? ['KID ↓'] : []), ...(is ? ['IS ↑'] : [])];
   let s = `| ${head.join(' | ')} |\n| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |\n`;
   for (const c of input.configs) {
-    s += `| ${[c.config.label.replace(/\|/g, '\\|'), c.references, c.images, ...cols.map((k) => cell(c.metrics[k])), ...(fid ? [c.fid?.fid != null ? fmt(c.fid.fid) : '—'] : [])].join(' | ')} |\n`;
+    s += `| ${[c.config.label.replace(/\|/g, '\\|'), c.references, c.images, ...cols.map((k) => cell(c.metrics[k])), ...(fid ? [c.fid?.fid != null ? fmt(c.fid.fid) : '—'] : []), ...(kid ? [spread(c.kid)] : []), ...(is ? [spread(c.inceptionScore)] : [])].join(' | ')} |\n`;
   }
-  s += `\nMean over all images ± half-width of the 95% Student-t interval over the per-reference means (${input.settings.numImages} images per reference).\n`;
+  s += `\nMean over all images ± half-width of the 95% Student-t interval over the per-reference means (${input.settings.numImages} images per reference).${kid || is ? ' KID and IS: mean ± standard deviation over the subsets / splits.' : ''}\n`;
+  const notes = input.configs.flatMap((c) => [c.fid?.note, c.kid?.note, c.inceptionScore?.note].filter((n): n is string => Boolean(n)).map((n) => `- ${c.config.label}: ${n}`));
+  if (notes.length) s += `\nNotes:\n${notes.join('\n')}\n`;
   if (input.skipped.length) s += `\nSkipped (${input.skipped.length}):\n${input.skipped.map((x) => `- ${x.file}: ${x.reason}`).join('\n')}\n`;
   return s;
 }
@@ -115,6 +127,8 @@ function plotPoints(input: ReportInput, pick: (c: ConfigResult) => { series: str
       if (m) out.push({ metric: METRIC_LABELS[k], ...at, mean: m.mean, lo: m.ci95?.[0] ?? null, hi: m.ci95?.[1] ?? null });
     }
     if (c.fid?.fid != null) out.push({ metric: METRIC_LABELS.fid, ...at, mean: c.fid.fid, lo: null, hi: null });
+    if (c.kid?.mean != null) out.push({ metric: METRIC_LABELS.kid, ...at, mean: c.kid.mean, lo: null, hi: null });
+    if (c.inceptionScore?.mean != null) out.push({ metric: METRIC_LABELS.is, ...at, mean: c.inceptionScore.mean, lo: null, hi: null });
   }
   return out;
 }
@@ -150,18 +164,19 @@ async function plots(input: ReportInput): Promise<{ file: string; png: string; t
 function html(input: ReportInput, figures: { file: string; png: string; title: string; svg: string }[]): string {
   const r = (p: string): string => esc(path.relative(input.out, p).split(path.sep).join('/'));
   const cols = shownColumns(input.configs);
-  const fid = input.metrics.includes('fid');
+  const fid = input.metrics.includes('fid'), kid = input.metrics.includes('kid'), is = input.metrics.includes('is');
   const s = input.settings;
   const settingsRows: [string, string][] = [
     ['model', input.model], ['dataset', input.data], ['references', `${input.references.length} of ${input.totalReferences} (${input.skipped.length} skipped)`],
     ['images per reference (K)', String(s.numImages)], ['size', `${s.width}x${s.height}`], ['steps / guidance', `${s.steps} / ${s.guidance}`],
     ['seed', `${s.seed} + reference index (torch generator)`], ['task', s.task], ['prompt', `caption + ${JSON.stringify(s.promptSuffix)}`], ['negative prompt', s.negativePrompt],
-    ['metrics', input.metrics.length ? input.metrics.map((m) => `${m}: ${m === 'fid' ? input.networks.fid : input.networks[m]}`).join('; ') : 'none'],
+    ['metrics', input.metrics.length ? input.metrics.map((m) => `${m}: ${input.networks[m === 'kid' || m === 'is' ? 'fid' : m]}`).join('; ') : 'none'],
   ];
-  const metricHead = ['configuration', 'method', 'parameters', 'references', 'images', ...cols.map((c) => METRIC_LABELS[c]), ...(fid ? ['FID ↓'] : []), 's / reference'];
+  const metricHead = ['configuration', 'method', 'parameters', 'references', 'images', ...cols.map((c) => METRIC_LABELS[c]), ...(fid ? ['FID ↓'] : []), ...(kid ? ['KID ↓'] : []), ...(is ? ['IS ↑'] : []), 's / reference'];
   const metricRows = input.configs.map((c) => `<tr data-config="${esc(c.config.id)}"><th scope="row">${esc(c.config.label)}</th><td>${esc(c.config.method)}</td><td>${esc(paramsText(c))}</td><td>${c.references}</td><td>${c.images}</td>${
-    cols.map((k) => `<td data-metric="${k}">${esc(cell(c.metrics[k]))}</td>`).join('')}${fid ? `<td data-metric="fid" title="${esc(c.fid?.note ?? '')}">${c.fid?.fid != null ? fmt(c.fid.fid) : '—'}${c.fid?.note ? ' *' : ''}</td>` : ''}<td>${c.secondsPerUnit != null ? c.secondsPerUnit.toFixed(1) : '—'}</td></tr>`).join('\n');
-  const fidNotes = input.configs.filter((c) => c.fid?.note).map((c) => `<li>${esc(c.config.label)}: ${esc(c.fid!.note!)}</li>`).join('');
+    cols.map((k) => `<td data-metric="${k}">${esc(cell(c.metrics[k]))}</td>`).join('')}${fid ? `<td data-metric="fid" title="${esc(c.fid?.note ?? '')}">${c.fid?.fid != null ? fmt(c.fid.fid) : '—'}${c.fid?.note ? ' *' : ''}</td>` : ''}${
+    kid ? `<td data-metric="kid" title="${esc(c.kid?.note ?? '')}">${esc(spread(c.kid))}</td>` : ''}${is ? `<td data-metric="is">${esc(spread(c.inceptionScore))}</td>` : ''}<td>${c.secondsPerUnit != null ? c.secondsPerUnit.toFixed(1) : '—'}</td></tr>`).join('\n');
+  const fidNotes = input.configs.flatMap((c) => [c.fid?.note, c.kid?.note, c.inceptionScore?.note].filter((n): n is string => Boolean(n)).map((n) => `<li>${esc(c.config.label)}: ${esc(n)}</li>`)).join('');
   const shown = input.references.slice(0, input.reportRows);
   const byConfig = input.configs.map((c) => new Map(c.units.map((u) => [u.reference, u.files])));
   const gallery = shown.map((ref) => `<tr data-reference="${esc(ref.id)}"><th scope="row"><img class="ref" src="${esc(ref.file)}" alt="reference ${esc(ref.id)}" loading="lazy"><div class="cap">${esc(ref.id)}: ${esc(ref.caption)}</div></th>${
@@ -205,7 +220,7 @@ export async function writeReport(input: ReportInput): Promise<{ csv: string; ma
   const figures = await plots(input);
   writeJsonAtomic(f('results.json'), {
     model: input.model, data: input.data, settings: input.settings, skipped: input.skipped,
-    configs: input.configs.map((c) => ({ id: c.config.id, label: c.config.label, method: c.config.method, params: c.config.params, steps: c.settings.steps, guidance: c.settings.guidance, references: c.references, images: c.images, metrics: c.metrics, fid: c.fid ?? null, seconds_per_reference: c.secondsPerUnit })),
+    configs: input.configs.map((c) => ({ id: c.config.id, label: c.config.label, method: c.config.method, params: c.config.params, steps: c.settings.steps, guidance: c.settings.guidance, references: c.references, images: c.images, metrics: c.metrics, fid: c.fid ?? null, kid: c.kid ?? null, inception_score: c.inceptionScore ?? null, seconds_per_reference: c.secondsPerUnit })),
   });
   writeFileAtomic(f('report.html'), html(input, figures));
   return { csv: f('metrics.csv'), markdown: f('metrics.md'), html: f('report.html'), json: f('results.json'), perImageCsv: f('per-image.csv'), plots: figures.flatMap((x) => [x.file, x.png]) };

@@ -18,11 +18,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { openCheckpoint, type Checkpoint } from '../components/checkpoint.js';
-import { InputError } from '../errors.js';
+import { FileFormatError, InputError } from '../errors.js';
+import { CLIPModel } from '../components/clip-model.js';
+import { DinoViT } from '../eval/dino-vit.js';
 import { evalClip, evalDino, evalLpips, inceptionFeatures, type Skipped } from '../eval/evaluate.js';
 import { networkId } from '../eval/feature-cache.js';
-import { FIDInception } from '../eval/fid-inception.js';
+import { FID_INPUT_SIZE, FIDInception, fidInceptionGraph } from '../eval/fid-inception.js';
 import { featureStats, frechetDistance } from '../eval/frechet.js';
+import { inceptionLogits, inceptionScore } from '../eval/inception-score.js';
+import { kernelInceptionDistance } from '../eval/kid.js';
+import { LPIPS } from '../eval/lpips.js';
+import { Graph } from '../graph/ir.js';
 import { encodePNG, readImageRGB, type RGBImage } from '../io/image.js';
 import { createMethod, type MethodOptions } from '../methods/index.js';
 import { TorchGenerator } from '../noise/torch-generator.js';
@@ -35,8 +41,12 @@ import { lockFolder, readJson, removeStaleTemporaries, writeFileAtomic, writeJso
 import { writeReport, type ConfigResult, type ReportInput } from './report.js';
 import { meanCI95 } from './stats.js';
 
-export const METRIC_NAMES = ['clip', 'dino', 'lpips', 'fid'] as const;
+export const METRIC_NAMES = ['clip', 'dino', 'lpips', 'fid', 'kid', 'is'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
+/** The network flag of each metric: KID and the Inception Score use the FID Inception (--fid-model). */
+export const NETWORK_OF: Readonly<Record<MetricName, 'clip' | 'dino' | 'lpips' | 'fid'>> = { clip: 'clip', dino: 'dino', lpips: 'lpips', fid: 'fid', kid: 'fid', is: 'fid' };
+/** Metrics over a configuration's whole image set (one number per configuration, no per-image scores). */
+const SET_METRICS: readonly MetricName[] = ['fid', 'kid', 'is'];
 /** Per-image scores, by column name. */
 export const SCORE_COLUMNS = ['clip_i', 'clip_t', 'dino', 'dino_structure', 'lpips'] as const;
 export type ScoreColumn = (typeof SCORE_COLUMNS)[number];
@@ -93,6 +103,10 @@ export interface BenchmarkOptions {
   readonly networks?: MetricNetworks;
   /** Feature cache of the metric networks (default OUT/feature-cache). */
   readonly cacheDir?: string;
+  /** KID (torchmetrics): subsets (default 100), rows per subset (default 1000), torch seed (default 123). */
+  readonly kid?: { readonly subsets?: number; readonly subsetSize?: number; readonly seed?: number };
+  /** Inception Score (torchmetrics): splits (default 10), torch seed of the shuffle (default 123). */
+  readonly inceptionScore?: { readonly splits?: number; readonly seed?: number };
   /** false: only score and report what exists (no model is opened). */
   readonly generate?: boolean;
   /** Rows of the HTML gallery (default 50 references). */
@@ -146,12 +160,32 @@ function methodOptions(cfg: GridConfig, settings: BenchmarkSettings): { steps: n
 }
 
 function checkNetworks(metrics: readonly MetricName[], n: MetricNetworks): void {
-  const flag: Record<MetricName, keyof MetricNetworks> = { clip: 'clip', dino: 'dino', lpips: 'lpips', fid: 'fid' };
   for (const m of metrics) {
-    const p = n[flag[m]] as string | undefined;
-    if (!p) throw new InputError(`--metrics ${m}: give its network with --${m}-model`);
-    if (!fs.existsSync(p)) throw new InputError(`--${m}-model ${p}: no such file or folder`);
+    const p = n[NETWORK_OF[m]];
+    if (!p) throw new InputError(`--metrics ${m}: give its network with --${NETWORK_OF[m]}-model`);
+    if (!fs.existsSync(p)) throw new InputError(`--${NETWORK_OF[m]}-model ${p}: no such file or folder`);
   }
+}
+
+/**
+ * Open every requested metric network before anything is generated: a network of the wrong
+ * architecture is a one-line FileFormatError naming the key and the shapes now, not after hours of
+ * generation. The FID Inception is checked by building its graph (shapes only, no weights read).
+ */
+function openNetworks(metrics: readonly MetricName[], n: MetricNetworks): { inception?: FIDInception; fc?: { weight: Float32Array; classes: number } } {
+  if (metrics.includes('clip')) CLIPModel.open(n.clip!);
+  if (metrics.includes('dino')) DinoViT.open(n.dino!, n.dinoHeads);
+  if (metrics.includes('lpips')) LPIPS.open(n.lpips!);
+  if (!metrics.some((m) => SET_METRICS.includes(m))) return {};
+  const inception = FIDInception.open(n.fid!);
+  const g = new Graph('fid_inception_check');
+  const dims = fidInceptionGraph(g.input('x', [1, 3, FID_INPUT_SIZE, FID_INPUT_SIZE]), inception.weights).pool3.dim(1);
+  if (!metrics.includes('is')) return { inception };
+  // The Inception Score reads the 1008-class head (fc.weight [1008, 2048] in pt_inception-2015-12-05).
+  if (!inception.weights.has('fc.weight')) throw new FileFormatError(inception.file, 'missing weight (the Inception Score needs the classifier head [1008, 2048])', 'fc.weight');
+  const s = inception.weights.shape('fc.weight');
+  if (s.length !== 2 || s[1] !== dims) throw new FileFormatError(inception.file, `weight has shape [${s.join(', ')}] but the Inception Score expects [classes, ${dims}] (pool3 features)`, 'fc.weight');
+  return { inception, fc: { weight: inception.weights.get('fc.weight').data as Float32Array, classes: s[0]! } };
 }
 
 /** Check the settings against the folder's manifest (a rerun must match); write it when new. */
@@ -188,14 +222,15 @@ async function scoreUnit(rec: UnitRecord, out: string, metrics: readonly MetricN
 }
 
 function scoreKey(rec: UnitRecord, metrics: readonly MetricName[], n: MetricNetworks): string {
-  const nets = metrics.filter((m) => m !== 'fid').map((m) => `${m}:${networkId(n[m]!)}${m === 'dino' ? `:${n.dinoHeads ?? ''}` : ''}`);
+  const nets = metrics.filter((m) => !SET_METRICS.includes(m)).map((m) => `${m}:${networkId(n[NETWORK_OF[m]]!)}${m === 'dino' ? `:${n.dinoHeads ?? ''}` : ''}`);
   return `${rec.finished}|${nets.join('|')}`;
 }
 
 export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult> {
   const out = path.resolve(o.out);
   const networks = o.networks ?? {};
-  const metrics = o.metrics ?? METRIC_NAMES.filter((m) => networks[m] !== undefined);
+  // Default: every metric whose network is given (KID and IS are asked for by name: they share --fid-model).
+  const metrics = o.metrics ?? METRIC_NAMES.filter((m) => m !== 'kid' && m !== 'is' && networks[NETWORK_OF[m]] !== undefined);
   checkNetworks(metrics, networks);
   if (o.metrics === undefined && metrics.length === 0) o.onWarning?.('no metric networks given (--clip-model, --dino-model, --lpips-model, --fid-model): generating only; --metrics none silences this');
   const generate = o.generate !== false;
@@ -222,6 +257,12 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
   if (!Number.isInteger(settings.numImages) || settings.numImages < 1) throw new InputError(`--num-images ${settings.numImages}: expected an integer >= 1`);
   // LPIPS' AlexNet needs 63 px: say so before hours of generation, not after.
   if (metrics.includes('lpips') && Math.min(settings.width, settings.height) < 63) throw new InputError(`--metrics lpips: LPIPS (AlexNet) needs images of at least 63x63; the run makes ${settings.width}x${settings.height} (--width/--height)`);
+  const kidOptions = { subsets: o.kid?.subsets ?? 100, subsetSize: o.kid?.subsetSize ?? 1000, seed: o.kid?.seed ?? 123 };
+  const isOptions = { splits: o.inceptionScore?.splits ?? 10, seed: o.inceptionScore?.seed ?? 123 };
+  if (!Number.isInteger(kidOptions.subsets) || kidOptions.subsets < 1) throw new InputError(`--kid-subsets ${kidOptions.subsets}: expected an integer >= 1`);
+  if (!Number.isInteger(kidOptions.subsetSize) || kidOptions.subsetSize < 2) throw new InputError(`--kid-subset-size ${kidOptions.subsetSize}: expected an integer >= 2`);
+  if (!Number.isInteger(isOptions.splits) || isOptions.splits < 1) throw new InputError(`--is-splits ${isOptions.splits}: expected an integer >= 1`);
+  const nets = openNetworks(metrics, networks);
   const release = lockFolder(out);
   try {
     removeStaleTemporaries(out);
@@ -322,7 +363,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     // Scores per unit (stored; recomputed only when the unit or a network changed).
     const done = units.flatMap((u) => { const r = isDone(u.c, u.e); return r ? [{ ...u, r }] : []; });
     const perUnit = new Map<string, ScoreRecord>();
-    const pairMetrics = metrics.filter((m) => m !== 'fid');
+    const pairMetrics = metrics.filter((m) => !SET_METRICS.includes(m));
     for (const [i, u] of done.entries()) {
       o.signal?.throwIfAborted();
       if (pairMetrics.length === 0) break;
@@ -336,25 +377,41 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     }
     if (pairMetrics.length) await releaseSessions();
 
-    // FID per configuration: its generated images vs the references they came from.
+    // FID / KID per configuration: its generated images vs the references they came from; IS: its images.
     const fid = new Map<string, { fid: number | null; n_real: number; n_generated: number; note?: string }>();
-    if (metrics.includes('fid')) {
-      const net = FIDInception.open(networks.fid!);
+    const kid = new Map<string, NonNullable<ConfigResult['kid']>>();
+    const iscore = new Map<string, NonNullable<ConfigResult['inceptionScore']>>();
+    if (nets.inception) {
+      const net = nets.inception;
       for (const [i, c] of configs.entries()) {
         o.signal?.throwIfAborted();
         const mine = done.filter((u) => u.c.id === c.id);
         const gen = mine.flatMap((u) => u.r.files.map((f) => path.join(out, f)));
         const real = mine.map((u) => path.join(out, 'references', `${u.e.id}.png`));
-        const fidSkipped: Skipped[] = [];
+        const setSkipped: Skipped[] = [];
         const opts = { cacheDir: o.cacheDir ?? path.join(out, 'feature-cache') };
-        const fr = real.length >= 2 ? await inceptionFeatures(net, real, opts, fidSkipped) : [];
-        const fg = gen.length >= 2 ? await inceptionFeatures(net, gen, opts, fidSkipped) : [];
-        for (const x of fidSkipped) if (!skipped.some((y) => y.file === x.file)) skipped.push(x);
-        if (fr.length < 2 || fg.length < 2) {
-          fid.set(c.id, { fid: null, n_real: fr.length || real.length, n_generated: fg.length || gen.length, note: 'needs at least 2 real and 2 generated images' });
-        } else {
-          const r = frechetDistance(featureStats(fr, 'references'), featureStats(fg, `${c.id} images`));
-          fid.set(c.id, { fid: r.fid, n_real: fr.length, n_generated: fg.length, ...(r.warnings.length ? { note: `rank-deficient: ${fr.length} real / ${fg.length} generated images for ${fg[0]!.length} feature dimensions (biased estimate)` } : {}) });
+        const needReal = metrics.includes('fid') || metrics.includes('kid');
+        const fr = needReal && real.length >= 2 ? await inceptionFeatures(net, real, opts, setSkipped) : [];
+        const fg = gen.length >= (needReal ? 2 : 1) ? await inceptionFeatures(net, gen, opts, setSkipped) : [];
+        for (const x of setSkipped) if (!skipped.some((y) => y.file === x.file)) skipped.push(x);
+        if (metrics.includes('fid')) fid.set(c.id, fidOf(c, fr, fg, warn));
+        if (metrics.includes('kid')) {
+          const m = kidOptions.subsetSize;
+          if (fr.length < m || fg.length < m) {
+            const note = `KID with subsets of ${m} needs at least ${m} real and ${m} generated images (${fr.length} / ${fg.length}); lower --kid-subset-size`;
+            if (mine.length) warn(`${c.label}: ${note}`);
+            kid.set(c.id, { mean: null, std: null, subsets: kidOptions.subsets, subsetSize: m, note });
+          } else {
+            const r = kernelInceptionDistance(fr, fg, kidOptions);
+            kid.set(c.id, { mean: r.kidMean, std: r.kidStd, subsets: kidOptions.subsets, subsetSize: m });
+          }
+        }
+        if (metrics.includes('is')) {
+          if (fg.length === 0) iscore.set(c.id, { mean: null, std: null, splits: isOptions.splits, n: 0, note: 'no generated images' });
+          else {
+            const r = inceptionScore(inceptionLogits(fg, nets.fc!.weight, nets.fc!.classes), isOptions);
+            iscore.set(c.id, { mean: r.isMean, std: Number.isFinite(r.isStd) ? r.isStd : null, splits: isOptions.splits, n: fg.length });
+          }
         }
         o.onProgress?.({ phase: 'fid', done: i + 1, total: configs.length, units: i + 1, unitsTotal: configs.length, detail: c.label });
       }
@@ -377,7 +434,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
       const seconds = mine.map((u) => u.r.seconds);
       return {
         config: c, settings: { ...methodOptions(c, settings) }, references: mine.length, images: mine.reduce((a, u) => a + u.r.files.length, 0),
-        metrics: stats, fid: fid.get(c.id), perImage: rows, secondsPerUnit: seconds.length ? seconds.reduce((a, b) => a + b, 0) / seconds.length : null,
+        metrics: stats, fid: fid.get(c.id), kid: kid.get(c.id), inceptionScore: iscore.get(c.id), perImage: rows, secondsPerUnit: seconds.length ? seconds.reduce((a, b) => a + b, 0) / seconds.length : null,
         units: mine.map((u) => ({ reference: u.e.id, caption: u.e.caption, files: u.r.files })),
       };
     });
@@ -391,4 +448,14 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
   } finally {
     release();
   }
+}
+
+/** FID of one configuration (pytorch-fid's Frechet distance); rank-deficient sets are noted and warned about, as pytorch-fid does. */
+function fidOf(c: GridConfig, fr: Float32Array[], fg: Float32Array[], warn: (m: string) => void): { fid: number | null; n_real: number; n_generated: number; note?: string } {
+  if (fr.length < 2 || fg.length < 2) return { fid: null, n_real: fr.length, n_generated: fg.length, note: 'needs at least 2 real and 2 generated images' };
+  const r = frechetDistance(featureStats(fr, 'references'), featureStats(fg, `${c.id} images`));
+  if (r.warnings.length === 0) return { fid: r.fid, n_real: fr.length, n_generated: fg.length };
+  const note = `rank-deficient: ${fr.length} real / ${fg.length} generated images for ${fg[0]!.length} feature dimensions (the covariances are rank-deficient, so the estimate is biased; pytorch-fid's README asks for at least 2048 images a set)`;
+  warn(`FID of ${c.label}: ${note}`);
+  return { fid: r.fid, n_real: fr.length, n_generated: fg.length, note };
 }

@@ -38,6 +38,11 @@ interface BenchmarkFlags {
   dinoHeads?: number;
   lpipsModel?: string;
   fidModel?: string;
+  kidSubsets?: number;
+  kidSubsetSize?: number;
+  kidSeed?: number;
+  isSplits?: number;
+  isSeed?: number;
   cacheDir?: string;
   reportOnly?: boolean;
   reportRows?: number;
@@ -61,10 +66,8 @@ export function gridFromFlags(o: Pick<BenchmarkFlags, 'grid' | 'methods' | 'swee
 }
 
 function metricsFrom(o: BenchmarkFlags): MetricName[] | undefined {
-  if (o.metrics === undefined) {
-    const given = METRIC_NAMES.filter((m) => o[`${m}Model` as const] !== undefined);
-    return given.length ? given : undefined;
-  }
+  // Default (undefined): the library's, every metric whose network is given (KID and IS by name only).
+  if (o.metrics === undefined) return undefined;
   if (o.metrics.trim() === 'none') return [];
   return o.metrics.split(',').map((m) => choice('--metrics', METRIC_NAMES)(m.trim()));
 }
@@ -90,12 +93,17 @@ export function registerBenchmarkCommand(program: Command, globals: () => Global
     .option('--prompt-suffix <text>', `appended to each caption (default "${DEFAULT_PROMPT_SUFFIX}")`)
     .addOption(new Option('--task <task>', 'variation (invert with the prompt) or cross-prompt (invert with "")').choices(['variation', 'cross-prompt']))
     .option('--limit <n>', 'only the first n references (smoke runs)', int('--limit', 1))
-    .option('--metrics <list>', `metrics: ${METRIC_NAMES.join(', ')} or none (default: those whose network is given)`)
+    .option('--metrics <list>', `metrics: ${METRIC_NAMES.join(', ')} or none (default: those whose network is given; kid and is use --fid-model and are asked for by name)`)
     .option('--clip-model <dir>', 'CLIP-I / CLIP-T: a transformers CLIPModel folder (openai/clip-vit-large-patch14)')
     .option('--dino-model <path>', 'DINO / DINO structure: a transformers ViTModel folder or dino_vitbase16_pretrain.pth')
     .option('--dino-heads <n>', 'attention heads of an official DINO .pth (default hidden/64)', int('--dino-heads', 1, 1024))
     .option('--lpips-model <dir>', 'LPIPS: folder with AlexNet features.* and the alex.pth heads')
-    .option('--fid-model <path>', 'FID: pt_inception-2015-12-05-6726825d.pth (or a folder holding it)')
+    .option('--fid-model <path>', 'FID, KID, IS: pt_inception-2015-12-05-6726825d.pth (or a folder holding it)')
+    .option('--kid-subsets <n>', 'KID subsets (default 100, as torchmetrics)', int('--kid-subsets', 1))
+    .option('--kid-subset-size <n>', 'KID rows per subset (default 1000, as torchmetrics; at most the images of a set)', int('--kid-subset-size', 2))
+    .option('--kid-seed <n>', 'torch.manual_seed before the KID subsets are drawn (default 123)', int('--kid-seed', 0))
+    .option('--is-splits <n>', 'Inception Score splits (default 10, as torchmetrics)', int('--is-splits', 1))
+    .option('--is-seed <n>', 'torch.manual_seed before the Inception Score shuffle (default 123)', int('--is-seed', 0))
     .option('--cache-dir <dir>', 'metric feature cache (default OUT/feature-cache)')
     .option('--report-only', 'do not generate: score and report what the folder holds')
     .option('--report-rows <n>', 'references shown in report.html (default 50)', int('--report-rows', 0))
@@ -148,19 +156,21 @@ export function registerBenchmarkCommand(program: Command, globals: () => Global
           },
           ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(metricsFrom(o) ? { metrics: metricsFrom(o)! } : {}),
           networks: { clip: o.clipModel, dino: o.dinoModel, dinoHeads: o.dinoHeads, lpips: o.lpipsModel, fid: o.fidModel },
+          ...(o.kidSubsets !== undefined || o.kidSubsetSize !== undefined || o.kidSeed !== undefined ? { kid: { subsets: o.kidSubsets, subsetSize: o.kidSubsetSize, seed: o.kidSeed } } : {}),
+          ...(o.isSplits !== undefined || o.isSeed !== undefined ? { inceptionScore: { splits: o.isSplits, seed: o.isSeed } } : {}),
           ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}), generate: !o.reportOnly, ...(o.reportRows !== undefined ? { reportRows: o.reportRows } : {}),
           signal: controller.signal, onProgress,
           onWarning: (m) => { if (g.quiet) return; if (bar) bars.log(`warning: ${m}\n`); else process.stderr.write(`warning: ${m}\n`); },
         });
-        bars.stop();
+        if (bar) bars.stop();
         if (o.json) {
-          process.stdout.write(`${JSON.stringify({ out: r.out, generated: r.generated, resumed: r.resumed, skipped: r.skipped, report: r.files.html, csv: r.files.csv, markdown: r.files.markdown, configs: r.configs.map((c) => ({ id: c.config.id, references: c.references, images: c.images, metrics: c.metrics, fid: c.fid?.fid ?? null })) })}\n`);
+          process.stdout.write(`${JSON.stringify({ out: r.out, generated: r.generated, resumed: r.resumed, skipped: r.skipped, report: r.files.html, csv: r.files.csv, markdown: r.files.markdown, configs: r.configs.map((c) => ({ id: c.config.id, references: c.references, images: c.images, metrics: c.metrics, fid: c.fid?.fid ?? null, ...(c.kid ? { kid_mean: c.kid.mean, kid_std: c.kid.std } : {}), ...(c.inceptionScore ? { is_mean: c.inceptionScore.mean, is_std: c.inceptionScore.std } : {}) })) })}\n`);
         } else {
           if (!g.quiet) for (const s of r.skipped) process.stderr.write(`skipped ${s.file}: ${s.reason}\n`);
           process.stdout.write(`${r.generated} generated, ${r.resumed} already done; report: ${r.files.html}\n`);
         }
       } catch (e) {
-        bars.stop();
+        if (bar) bars.stop();
         if (controller.signal.aborted) {
           process.stderr.write(`interrupted: finished units are kept in ${o.out}; rerun the same command to continue\n`);
           process.exit(130);
