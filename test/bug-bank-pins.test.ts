@@ -26,6 +26,15 @@ test('VCF average with L != D: every text token gets the image tokens\' per-chan
   assert.deepEqual([...r.cond.data], [1.5, 1, 2.5, 2, 3.5, 3]);
 });
 
+test('VCF cross-attention with N != D: the logits are scaled by 1/sqrt(D), the token width (L = 1, N = 3, D = 2)', () => {
+  // T = [1, 0], Yh = [[2, 0], [0, 2], [-2, 0]]: logits [2, 0, -2] / sqrt 2; softmax w = [0.7679179, 0.1866937, 0.0453884];
+  // read = w Yh = [2 (w0 - w2), 2 w1] = [1.4450591, 0.3733874]; c = (T + read) / 2 = [1.2225296, 0.1866937].
+  // (1/sqrt(N) would give [1.1367598, 0.2228052].)
+  const r = fuse('cross-attention', t3([1, 1, 2], [1, 0]), t3([1, 3, 2], [2, 0, 0, 2, -2, 0]), t3([1, 1, 2], [0, 0]));
+  assert.deepEqual(r.cond.shape, [1, 1, 2]);
+  for (const [i, want] of [1.2225296, 0.1866937].entries()) assert.ok(Math.abs(r.cond.data[i]! - want) < 1e-6, `c[${i}] = ${r.cond.data[i]} vs ${want}`);
+});
+
 test('InjectFusion --gamma-ramp: linear from a (first injected step) to b (last), both ends reached', () => {
   assert.deepEqual(gammaSchedule([0.2, 0.8], 4).map((g) => +g.toFixed(12)), [0.2, 0.4, 0.6, 0.8]);
   assert.deepEqual(gammaSchedule([0.9, 0.3], 3).map((g) => +g.toFixed(12)), [0.9, 0.6, 0.3]);
