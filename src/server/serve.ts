@@ -2,7 +2,6 @@
  * `visprompt serve` and `visprompt worker` as library functions: wire the models cache, the job store,
  * uploads, the queue (embedded, or BullMQ on Redis) and the HTTP server.
  */
-import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
@@ -16,6 +15,7 @@ import { ModelCache } from './models.js';
 import { EmbeddedQueue, type JobQueue } from './queue.js';
 import { JobStore } from './store.js';
 import { Uploads } from './uploads.js';
+import { DEFAULT_SERVE } from './serve-defaults.js';
 
 export interface ServeOptions {
   host: string;
@@ -37,10 +37,7 @@ export interface ServeOptions {
   log?: (msg: string) => void;
 }
 
-export const DEFAULT_SERVE: Omit<ServeOptions, 'models' | 'data'> = {
-  host: '127.0.0.1', port: 7860, workers: 1, maxUploadBytes: 20 * 2 ** 20, maxImageSide: 4096, jobTimeoutMs: 3600_000, rateLimit: 600,
-  modelMemoryBytes: Math.floor(os.totalmem() / 2),
-};
+export { DEFAULT_SERVE };
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);

@@ -1,6 +1,7 @@
 /** `serve` (HTTP API, job queue, web UI) and `worker` (BullMQ worker for `serve --redis`). */
 import type { Command } from 'commander';
-import { serve, work, DEFAULT_SERVE } from '../../server/serve.js';
+// The server (Fastify, the job runner and through it the whole library) loads only when serve/worker runs.
+import { DEFAULT_SERVE } from '../../server/serve-defaults.js';
 import { float, int } from '../parse.js';
 import type { GlobalOptions } from '../main.js';
 
@@ -42,6 +43,7 @@ export function registerServeCommands(program: Command, _globals: () => GlobalOp
     .option('--model-memory-mb <n>', 'keep loaded models within this budget (default: half the memory)', int('--model-memory-mb', 1))
     .option('--lock-ms <ms>', 'with --redis: a killed worker\'s job is retried after about this long', int('--lock-ms', 1000), 30_000)
     .action(async (o: ServeFlags) => {
+      const { serve } = await import('../../server/serve.js');
       const s = await serve({
         host: o.host, port: o.port, models: o.models, data: o.data, redis: o.redis, workers: o.workers, token: o.token,
         maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), maxImageSide: o.maxImageSide, jobTimeoutMs: o.jobTimeout * 1000, rateLimit: o.rateLimit,
@@ -61,6 +63,7 @@ export function registerServeCommands(program: Command, _globals: () => GlobalOp
     .option('--model-memory-mb <n>', 'keep loaded models within this budget (default: half the memory)', int('--model-memory-mb', 1))
     .option('--lock-ms <ms>', 'job lock; must match the server\'s', int('--lock-ms', 1000), 30_000)
     .action(async (o: { redis: string; models: string; data: string; concurrency: number; jobTimeout: number; modelMemoryMb?: number; lockMs: number }) => {
+      const { work } = await import('../../server/serve.js');
       const w = await work({
         redis: o.redis, models: o.models, data: o.data, concurrency: o.concurrency, jobTimeoutMs: o.jobTimeout * 1000,
         modelMemoryBytes: o.modelMemoryMb ? o.modelMemoryMb * 2 ** 20 : DEFAULT_SERVE.modelMemoryBytes, lockMs: o.lockMs, log,
