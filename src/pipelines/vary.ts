@@ -110,8 +110,9 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
 
   // 1. Invert the reference: z_0 .. z_N; the reference row at step i is z at the same timestep.
   // MasaCtrl: the reference as its notebook loads it (torch nearest resize, x / 127.5 - 1).
-  const z0 = run.referencePixels ? await vae.encodeToLatents(run.referencePixels(o.reference, reference.width, reference.height)) : await imageToLatents(ck, reference);
-  const inversion = o.inversion ?? await invert(ck, z0, {
+  // (A given inversion needs no encoding of the reference.)
+  const encodeReference = (): Promise<Tensor> => (run.referencePixels ? vae.encodeToLatents(run.referencePixels(o.reference, reference.width, reference.height)) : imageToLatents(ck, reference));
+  const inversion = o.inversion ?? await invert(ck, await encodeReference(), {
     prompt: inversionPrompt, micro: run.inversionMicro ?? o.micro, steps, guidance: o.inversionGuidance ?? (run.inversionGuidance === 'sampling' ? guidance : run.inversionGuidance), schedulerConfig: schedulerConfigOf(ck, run),
     ...(run.inversionUncond === 'zeros' ? { negativePrompt: null } : {}), onProgress: o.onProgress, signal: o.signal,
   });
