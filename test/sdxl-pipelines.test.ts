@@ -38,3 +38,15 @@ test('SDXL DDIM inversion parity (time ids [h, w, 0, 0, h, w], pooled text): the
   const err = close({ shape: g.chain!.shape, data: chain.data }, g.chain!, 1e-3, 'chain');
   console.log(`tiny-sdxl ddim inversion chain: ${err.toExponential(1)}`);
 });
+
+test('SDXL text-to-image (Euler, CFG 5, NO negative prompt: force_zeros_for_empty_prompt -> zero uncond embeddings) parity', async () => {
+  // The bug bank's held-out set found no test of the missing-negative-prompt path of the pipeline (a "" instead of
+  // None passed to the conditioner passed every test); this official golden has negative_prompt None.
+  const m = meta('pipeline_t2i_euler'), g = golden(M, 'pipeline_t2i_euler');
+  assert.equal(m.negative_prompt, null);
+  const r = await textToImage(openCheckpoint(modelDir(M)), {
+    prompt: m.prompt, steps: m.num_inference_steps, guidance: m.guidance_scale, width: m.width, height: m.height, latents: g.latents_in,
+  });
+  const err = close(r.latents, g.final_latents!, 1e-4, 'final latents');
+  console.log(`tiny-sdxl t2i euler, no negative prompt: final latents ${err.toExponential(1)}`);
+});
