@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Skipped } from '../eval/evaluate.js';
 import type { MethodOptions } from '../methods/index.js';
 import { sweptParameters, type GridConfig } from './grid.js';
-import { configsSpec, renderSvg, svgToPng, sweepSpec, type PlotPoint } from './plots.js';
+import type { PlotPoint } from './plots.js';
 import type { BenchmarkSettings, MetricName, MetricNetworks, ScoreColumn } from './run.js';
 import { writeFileAtomic, writeJsonAtomic } from './store.js';
 
@@ -134,6 +134,8 @@ function plotPoints(input: ReportInput, pick: (c: ConfigResult) => { series: str
 }
 
 async function plots(input: ReportInput): Promise<{ file: string; png: string; title: string; svg: string }[]> {
+  // Vega and Vega-Lite (about 270 modules) load when a report is drawn, not with every CLI command.
+  const { configsSpec, renderSvg, svgToPng, sweepSpec } = await import('./plots.js');
   const out: { file: string; png: string; title: string; svg: string }[] = [];
   const emit = async (name: string, title: string, spec: Parameters<typeof renderSvg>[0]): Promise<void> => {
     const svg = await renderSvg(spec);
