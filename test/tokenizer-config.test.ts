@@ -71,8 +71,11 @@ test('added_tokens_decoder layout: tokenizer_config.json wins; a special token m
   // Without added ids above it a missing special token takes the vocabulary size.
   assert.equal(CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { bos_token: '<s>' } })).bosTokenId, 9);
   // With BOS / EOS renamed, literal "<|startoftext|>" text is not an added token: the seeded BPE cache keeps it whole.
-  const renamed = CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>' } }));
+  // (unk and pad default to <|endoftext|>: renamed too, so no special token is left in the text.)
+  const renamed = CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '</s>' } }));
   assert.deepEqual(renamed.tokenize('<|startoftext|> <|endoftext|>'), ['<|startoftext|>', '<|endoftext|>']);
+  // Fresh ids in the order BOS, EOS, UNK, PAD, each after the previous.
+  assert.deepEqual([renamed.bosTokenId, renamed.eosTokenId, renamed.unkTokenId, renamed.padTokenId], [9, 10, 11, 10]);
 });
 
 test('added_tokens.json (legacy) and additional_special_tokens (only those in the vocabulary); longest added token first', () => {
@@ -165,4 +168,28 @@ test('vocab.json and merges.txt: shape errors with line numbers; blank lines ski
   assert.equal(capped.bpeRanks.size, 48894);
   assert.equal(capped.bpeRanks.get('x48893 y'), 48893);
   refused(() => parse('{"a": 0}', ['#version: 0.2', ...lines.slice(1), 'not a pair at all'].join('\n')), 'M', 'line 48895: expected two symbols separated by a space, got "not a pair at all"');
+});
+
+test('edge cases of the optional files: null / empty entries, id 0, fallbacks between the two files, the no-limit boundary', () => {
+  // A null added_tokens_decoder entry is skipped; an empty one is kept but never matched nor decoded.
+  const t = CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { added_tokens_decoder: { 7: null, 3: '' } }, 'added_tokens.json': { '<z>': 0 } }));
+  assert.deepEqual(t.convertIdsToTokens([7, 3, 0]), ['ab', 'b</w>', '<z>']);
+  assert.deepEqual(t.untruncatedIds('ab<z>'), [5, 4, 0, 6]);
+  // additional_special_tokens: the other file is the fallback in both layouts; an entry already added keeps its id.
+  assert.equal(CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { added_tokens_decoder: {} }, 'special_tokens_map.json': { additional_special_tokens: ['ab'] } })).addedTokens.get('ab'), 7);
+  assert.equal(CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { additional_special_tokens: ['ab'] } })).addedTokens.get('ab'), 7);
+  assert.equal(CLIPTokenizer.fromDir(folder({ 'added_tokens.json': { ab: 30 }, 'special_tokens_map.json': { additional_special_tokens: ['ab'] } })).addedTokens.get('ab'), 30);
+  // model_max_length: 1e15 and above mean "no limit"; a non-integer above 2 is refused.
+  const mml = (v: unknown) => CLIPTokenizer.fromDir(folder({ 'tokenizer_config.json': { model_max_length: v } })).modelMaxLength;
+  assert.equal(mml(1e15), 77);
+  assert.equal(mml(1e15 - 1), 1e15 - 1);
+  const dir = folder({ 'tokenizer_config.json': { model_max_length: 2.5 } });
+  refused(() => CLIPTokenizer.fromDir(dir), path.join(dir, 'tokenizer_config.json'), 'expected an integer >= 2, got 2.5', 'model_max_length');
+  const five = folder({ 'tokenizer_config.json': { added_tokens_decoder: 5 } });
+  refused(() => CLIPTokenizer.fromDir(five), path.join(five, 'tokenizer_config.json'), 'expected an object {id: {content, ...}}', 'added_tokens_decoder');
+  // vocab.json: a JSON number is not a vocabulary; default file names in the errors; a leading blank line before
+  // the #version header is stripped (transformers: read().strip()), so the header is never a merge.
+  refused(() => CLIPVocabulary.parse('5', MERGES), 'vocab.json', 'expected a JSON object mapping tokens to ids');
+  refused(() => CLIPVocabulary.parse('{"a": 0}', '#version: 0.2'), 'merges.txt', 'no merges (expected a `#version` line followed by `a b` pairs)');
+  assert.deepEqual([...CLIPVocabulary.parse('{"a": 0}', '\n\n#version: 0.2\na b\n').bpeRanks], [['a b', 0]]);
 });
