@@ -98,7 +98,7 @@ test('CLI / server defaults equal the library\'s defaults (a flag\'s default can
   // Each value is the library's own default (the `?? x` in the named file), itself the official code's.
   const want: [Record<string, { default?: unknown }>, Record<string, unknown>, string][] = [
     [INJECT_OPTIONS, { tEdit: 400, tNoise: 200, dtLambda: 0.9985, omega: 0, steps: 50 }, 'pipelines/inject.ts'],
-    [EDIT_OPTIONS, { tEdit: 500, tBoost: 200, strength: 1 }, 'pipelines/edit.ts'],
+    [EDIT_OPTIONS, { tEdit: 500, tBoost: 200, strength: 1, steps: 40 }, 'pipelines/edit.ts'],
     [VARY_OPTIONS, { lambdaP: 1, lambdaG: 1, method: 'indetail-ip', steps: 50, guidance: 7.5 }, 'methods/indetail-ip.ts, pipelines/vary.ts'],
     [FUSE_OPTIONS, { fusion: 'concat', pnoSteps: 0, pnoLr: 1e-2, steps: 50, guidance: 7.5 }, 'pipelines/fuse.ts'],
     [GENERATE_OPTIONS, { steps: 50, guidance: 7.5, numImages: 1 }, 'pipelines/text-to-image.ts'],

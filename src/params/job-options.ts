@@ -149,6 +149,8 @@ export const INJECT_OPTIONS = {
 export const EDIT_OPTIONS = {
   ...HSPACE_OPTIONS,
   image: required('--image <file>', 'the image to edit', Image, { ref: 'image' }),
+  // Asyrp's official runs invert and generate with 40 steps (n_inv_step = n_test_step = 40): editImage's default
+  steps: withDefault('--steps <n>', 'DDIM steps (inversion and generation)', Type.Integer({ minimum: 1, maximum: 1000 }), 40),
   attribute: required('--attribute <file.safetensors>', 'attribute network weights (DeltaBlock)', Name, { ref: 'models' }),
   strength: withDefault('--strength <c>', 'edit strength c in h\' = h + c dh', Type.Number(), 1),
   tEdit: withDefault('--t-edit <t>', 'edit at timesteps t >= T', Timestep, 500),
