@@ -94,6 +94,7 @@ test('trainingSchedule: the class defaults, linear / scaled_linear / squaredcos_
   // the shown value is cut at 40 characters
   throwsFile(() => trainingSchedule(R({ num_train_timesteps: 20, trained_betas: Array<number>(20).fill(2) }), D), 'a.json', 'trained_betas', `${bad}[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2`);
   throwsFile(() => trainingSchedule(R({ num_train_timesteps: 3, trained_betas: [0.1, 0.2] }), D), 'a.json', 'trained_betas', 'expected 3 betas (num_train_timesteps), got 2');
+  throwsFile(() => trainingSchedule(R({ num_train_timesteps: 2, trained_betas: [0.5, 2] }), D), 'a.json', 'trained_betas', `${bad}[0.5,2]`); // every value is checked
   throwsFile(() => trainingSchedule(R({ num_train_timesteps: 0 }), D), 'a.json', 'num_train_timesteps', 'expected an integer >= 1, got 0');
   throwsFile(() => trainingSchedule(R({ beta_schedule: 'exp' }), D), 'a.json', 'beta_schedule', 'expected one of linear, scaled_linear, squaredcos_cap_v2, got "exp"');
   throwsFile(() => trainingSchedule(R({ beta_start: 'x' }), D), 'a.json', 'beta_start', 'expected a finite number, got "x"');
@@ -157,6 +158,7 @@ test('Config (component config.json): read errors and every typed accessor, with
   assert.deepEqual(c.strings('q', ['d']), ['d']);
   throwsFile(() => c.strings('li'), p, 'li', 'expected a list of strings, got [1,2,3]');
   throwsFile(() => c.strings('s'), p, 's', 'expected a list of strings, got "x"');
+  throwsFile(() => new Config('f', { k: ['a', 1] }).strings('k'), 'f', 'k', 'expected a list of strings, got ["a",1]');
   assert.deepEqual(c.stringsOf('l', ['a', 'b', 'c']), ['a', 'b']);
   throwsFile(() => c.stringsOf('l', ['a', 'c']), p, 'l', 'block type b is not supported (expected one of a, c)');
   assert.deepEqual(c.ints('li', 3), [1, 2, 3]);
@@ -186,5 +188,6 @@ test("Python's JSON: NaN / Infinity / -Infinity tokens only outside strings (esc
     ['a"NaN', 'nan', 'b\\', Number.POSITIVE_INFINITY, 'c']);
   assert.deepEqual(parsePythonJson('[Infinity,Infinity]'), [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]);
   assert.deepEqual(parsePythonJson('{"x":-Infinity}'), { x: Number.NEGATIVE_INFINITY });
-  for (const bad of ['[NaNx]', '[Nope]', '[Infinit]', '{"a": -Inf}', '[NaN', '']) assert.throws(() => parsePythonJson(bad), SyntaxError, bad);
+  // an unterminated string (with or without a token after it) is a SyntaxError, not a hang
+  for (const bad of ['[NaNx]', '[Nope]', '[Infinit]', '{"a": -Inf}', '[NaN', '', '["abc', '[NaN, "abc']) assert.throws(() => parsePythonJson(bad), SyntaxError, bad);
 });
