@@ -11,6 +11,7 @@ import type { StepContext } from '../src/methods/method.js';
 import { CONCAT, PLAIN, REPLACE } from '../src/methods/reference-attention.js';
 import { fuse } from '../src/methods/vcf/fusion.js';
 import { dtLambdaSchedule, gammaSchedule } from '../src/pipelines/inject.js';
+import { defaultControlUncondSteps } from '../src/pipelines/vary.js';
 import { EDIT_OPTIONS, FUSE_OPTIONS, GENERATE_OPTIONS, INJECT_OPTIONS, VARY_OPTIONS } from '../src/params/job-options.js';
 import type { Tensor } from '../src/tensor.js';
 
@@ -106,4 +107,9 @@ test('CLI / server defaults equal the library\'s defaults (a flag\'s default can
   for (const [spec, values, where] of want) {
     for (const [k, v] of Object.entries(values)) assert.equal(spec[k]?.default, v, `--${k} default vs ${where}`);
   }
+});
+
+test('vary with a ControlNet: the unconditional branch runs without it for the official 10 of 50 steps, scaled and rounded', () => {
+  // 10 of 50 as in the official structure-guided run; other step counts round to the nearest step (0.6 -> 1, 1.6 -> 2).
+  assert.deepEqual([50, 25, 3, 8, 2, 1, 100].map(defaultControlUncondSteps), [10, 5, 1, 2, 0, 0, 20]);
 });

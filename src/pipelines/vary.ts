@@ -93,6 +93,12 @@ export function schedulerConfigOf(ck: Checkpoint, run: OfficialRun): { file: str
   return run.schedulerConfig ? { file: base.file, raw: { ...base.raw, ...run.schedulerConfig } } : base;
 }
 
+/**
+ * Steps at the start during which the unconditional branch runs without ControlNet residuals, by default: the
+ * official structure-guided run's 10 of 50, scaled to `steps` and rounded to the nearest step.
+ */
+export const defaultControlUncondSteps = (steps: number): number => Math.round((10 / 50) * steps);
+
 export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> {
   const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, perPrompt = o.numImages ?? 1;
   validateSampling(steps, guidance);
@@ -159,7 +165,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   const ip = await ipAdapterSetup(ck, o.ipAdapters, o.imageEncoder);
   const ipRows = layout.map((r) => (r.kind === 'ref' ? null : r.branch));
   const variant = composeVariants([refVariant, controlNetVariant(controls), ip?.variant])!;
-  const uncondOff = o.controlUncondSteps ?? Math.round((10 / 50) * steps);
+  const uncondOff = o.controlUncondSteps ?? defaultControlUncondSteps(steps);
   if (!Number.isInteger(uncondOff) || uncondOff < 0 || uncondOff > steps) throw new InputError(`control steps without the unconditional branch must be in [0, ${steps}], got ${uncondOff}`);
   const scheduler = createScheduler('ddim', schedulerConfigOf(ck, run));
   scheduler.setTimesteps(steps);
