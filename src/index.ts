@@ -53,6 +53,7 @@ export { LPIPS } from './eval/lpips.js';
 export { FIDInception } from './eval/fid-inception.js';
 export { frechetDistance, featureStats } from './eval/frechet.js';
 export { kernelInceptionDistance } from './eval/kid.js';
+export { inceptionScore, inceptionLogits, type InceptionScoreOptions } from './eval/inception-score.js';
 export { runBenchmark, METRIC_NAMES, type BenchmarkOptions, type BenchmarkResult, type BenchmarkSettings, type BenchmarkProgress, type MetricName, type MetricNetworks } from './benchmark/run.js';
 export { expandGrid, readGridFile, GRID_PARAMETERS, type GridConfig, type GridSpec } from './benchmark/grid.js';
 export { loadBenchmarkDataset, type BenchmarkDataset, type BenchmarkEntry } from './benchmark/dataset.js';

@@ -48,6 +48,8 @@ test('graph cache: a second session loads ORT\'s optimized graph from disk and c
     configureEngine({ graphCache: dir });
     const first = await (await compile('gc-test-a', build)).run({ x });
     assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.onnx.ready')), 'the optimized graph was written');
+    // built in a private folder and renamed into place: nothing half-written is left where another process looks
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.building-')), []);
     await releaseSessions('gc-test');
     const second = await (await compile('gc-test-b', build)).run({ x });
     assert.deepEqual([...second.y!.data], [...first.y!.data]);
@@ -88,7 +90,7 @@ test('with a cache folder, half-precision checkpoints get float32 mirrors read b
   const fs = await import('node:fs');
   const os = await import('node:os');
   const path = await import('node:path');
-  const { configureEngine } = await import('../src/graph/session.js');
+  const { configureEngine, releaseSessions } = await import('../src/graph/session.js');
   const { openCheckpoint } = await import('../src/components/checkpoint.js');
   const { textToImage } = await import('../src/pipelines/text-to-image.js');
   const { modelDir } = await import('./helpers.js');
@@ -102,6 +104,11 @@ test('with a cache folder, half-precision checkpoints get float32 mirrors read b
     const mirrors = fs.readdirSync(path.join(dir, 'f32-weights')).filter((f) => f.endsWith('.f32.safetensors'));
     assert.equal(mirrors.length, 3, `unet, vae and text encoder mirrored: ${mirrors}`);
     assert.deepEqual([...mirrored.data], [...plain.data]);
+    // the optimized graphs and their weights were renamed into place; a fresh session loads them from there
+    assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.weights')), 'optimized weights written beside the graphs');
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.building-')), []);
+    await releaseSessions();
+    assert.deepEqual([...(await run()).data], [...plain.data]);
   } finally {
     configureEngine({ graphCache: undefined });
   }

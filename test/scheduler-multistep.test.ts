@@ -301,7 +301,7 @@ test('UniPC order 3 (bh2 and bh1): predictor / corrector orders by hand, each up
 
 test('UniPC options and errors; solveF32 is LU with partial pivoting', () => {
   for (const st of ['bh2', 'midpoint', 'heun', 'logrho']) assert.equal(new UniPCMultistepScheduler({ solver_type: st }).solverType, 'bh2', st);
-  assert.equal(new UniPCMultistepScheduler({ solver_type: 'bh1' }).solverType, 'bh1');
+  assert.equal(new UniPCMultistepScheduler({ solver_type: 'bh1', final_sigmas_type: 'sigma_min' }).solverType, 'bh1');
   assert.deepEqual(new UniPCMultistepScheduler({ disable_corrector: [0, 2] }).disableCorrector, [0, 2]);
   assert.deepEqual(new UniPCMultistepScheduler({ disable_corrector: null }).disableCorrector, []);
   assert.equal(new UniPCMultistepScheduler({ lower_order_final: false }).lowerOrderFinal, false);
@@ -335,4 +335,9 @@ test('UniPC options and errors; solveF32 is LU with partial pivoting', () => {
   nearAll(solveF32(M, [1, 0, 1]), cramer(M, [1, 0, 1]), 1e-6, 'solveF32 tridiagonal');
   const P = [[1, 2, 3], [2, 5, 3], [1, 0, 8]];
   nearAll(solveF32(P, [14, 21, 25]), cramer(P, [14, 21, 25]), 1e-5, 'solveF32 with a second pivot');
+});
+
+test('UniPC bh1 with a final sigma of 0 is a one-line error, not NaN latents at the last step', () => {
+  assert.throws(() => new UniPCMultistepScheduler({ solver_type: 'bh1' }), (e: Error) => /solver_type.*bh1.*final_sigmas_type "zero".*NaN.*sigma_min/.test(e.message));
+  assert.equal(new UniPCMultistepScheduler({ solver_type: 'bh1', final_sigmas_type: 'sigma_min' }).solverType, 'bh1');
 });

@@ -488,6 +488,8 @@ test('default scheduler = _class_name (each class, the file named in its errors)
   throwsFile(() => createScheduler(undefined, { file: 'm.json', raw: {} }), 'm.json', '_class_name', `expected a supported scheduler class (${list}) or choose one with --scheduler, got null`);
   throwsFile(() => createScheduler(undefined, { file: 'm.json', raw: { _class_name: 7 } }), 'm.json', '_class_name', `expected a supported scheduler class (${list}) or choose one with --scheduler, got 7`);
   throwsFile(() => createScheduler(undefined, { file: 'm.json', raw: { _class_name: 'KDPM2DiscreteScheduler' } }), 'm.json', '_class_name', `expected a supported scheduler class (${list}) or choose one with --scheduler, got "KDPM2DiscreteScheduler"`);
+  // an inherited property name is not a class
+  throwsFile(() => createScheduler(undefined, { file: 'm.json', raw: { _class_name: 'toString' } }), 'm.json', '_class_name', `expected a supported scheduler class (${list}) or choose one with --scheduler, got "toString"`);
   // a name ignores _class_name
   assert.ok(createScheduler('euler', { file: 'm.json', raw: { _class_name: 'KDPM2DiscreteScheduler' } }) instanceof EulerDiscreteScheduler);
   // --timestep-spacing overrides the config (and is checked)

@@ -150,12 +150,22 @@ async function createSessionOn(g: Graph): Promise<CompiledGraph> {
     if (fs.existsSync(model) && fs.existsSync(`${model}.ready`)) {
       session = await ort.InferenceSession.create(model, { ...opts, graphOptimizationLevel: 'disabled' });
     } else {
+      // Written into a private folder, then renamed into place (weights first): a process building the same
+      // graph at the same time never leaves a half-written file where a third one would load it.
       fs.mkdirSync(dir, { recursive: true });
-      session = await ort.InferenceSession.create(proto, {
-        ...opts, externalData, optimizedModelFilePath: model,
-        extra: { session: { ...folder, optimized_model_external_initializers_file_name: `${digest}.weights`, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
-      });
-      fs.writeFileSync(`${model}.ready`, '');
+      const tmp = fs.mkdtempSync(path.join(dir, `.building-${digest}-`));
+      try {
+        session = await ort.InferenceSession.create(proto, {
+          ...opts, externalData, optimizedModelFilePath: path.join(tmp, `${digest}.onnx`),
+          extra: { session: { ...folder, optimized_model_external_initializers_file_name: `${digest}.weights`, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
+        });
+        const weights = path.join(tmp, `${digest}.weights`);
+        if (fs.existsSync(weights)) fs.renameSync(weights, path.join(dir, `${digest}.weights`));
+        fs.renameSync(path.join(tmp, `${digest}.onnx`), model);
+        fs.writeFileSync(`${model}.ready`, '');
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
     }
   } else {
     session = await ort.InferenceSession.create(proto, { ...opts, externalData, extra: { session: folder } });

@@ -76,7 +76,7 @@ export function createScheduler(name: string | undefined, config: { file: string
   let kwargs: Record<string, unknown> = {};
   if (name === undefined) {
     const cls = config.raw._class_name;
-    if (typeof cls !== 'string' || !(cls in CLASSES)) {
+    if (typeof cls !== 'string' || !Object.hasOwn(CLASSES, cls)) {
       throw new FileFormatError(config.file, `expected a supported scheduler class (${Object.keys(CLASSES).join(', ')}) or choose one with --scheduler, got ${JSON.stringify(cls ?? null)}`, '_class_name');
     }
     className = cls;

@@ -69,6 +69,10 @@ export class UniPCMultistepScheduler implements Sampler {
     this.solverOrder = r.int('solver_order', 2, 1);
     const st = r.oneOf('solver_type', ['bh1', 'bh2', 'midpoint', 'heun', 'logrho'], 'bh2');
     this.solverType = st === 'bh1' ? 'bh1' : 'bh2'; // diffusers registers DPM-Solver's names as bh2
+    if (this.solverType === 'bh1' && this.sigmaConfig.finalSigmasType === 'zero') {
+      // B(h) = h is -inf at a final sigma of 0: the last step is NaN (-inf * 0), in diffusers 0.30.3 too
+      throw new FileFormatError(this.source, 'solver_type "bh1" with final_sigmas_type "zero" makes the last step NaN (as in diffusers); expected final_sigmas_type "sigma_min" or solver_type "bh2"', 'solver_type');
+    }
     this.lowerOrderFinal = r.bool('lower_order_final', true);
     const dc = r.raw.disable_corrector;
     if (dc !== undefined && dc !== null && (!Array.isArray(dc) || !dc.every((v) => Number.isInteger(v)))) {
