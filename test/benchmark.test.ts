@@ -105,6 +105,9 @@ test('benchmark bad input: missing metric networks, LPIPS on tiny images, a reru
   await assert.rejects(runBenchmark({ ...base, networks: { lpips: NETS.lpips }, settings: { ...base.settings, width: 32, height: 32 } }), (e: Error) => e instanceof InputError && /LPIPS \(AlexNet\) needs images of at least 63x63/.test(e.message));
   await runBenchmark({ ...base, metrics: [] });
   await assert.rejects(runBenchmark({ ...base, metrics: [], settings: { ...base.settings, steps: 3 } }), (e: Error) => e instanceof InputError && /^steps 3: .* was started with 2/.test(e.message));
+  // another precision into the same folder would mix fp32 and int8 images
+  await assert.rejects(runBenchmark({ ...base, metrics: [], openModel: (p) => openCheckpoint(p, { precision: 'int8' }) }),
+    (e: Error) => e instanceof InputError && /^--precision int8: .* was started with --precision fp32/.test(e.message));
 });
 
 test('benchmark: Ctrl-C mid-run keeps finished units, the rerun continues, scores, and writes tables and an HTML report Chromium can read', { timeout: 420_000 }, async (t) => {

@@ -40,6 +40,7 @@ import { GRID_PARAMETERS, type GridConfig, type ParamValue } from './grid.js';
 import { lockFolder, readJson, removeStaleTemporaries, writeFileAtomic, writeJsonAtomic } from './store.js';
 import { writeReport, type ConfigResult, type ReportInput } from './report.js';
 import { meanCI95 } from './stats.js';
+import type { Precision } from '../graph/quantize.js';
 
 export const METRIC_NAMES = ['clip', 'dino', 'lpips', 'fid', 'kid', 'is'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
@@ -189,19 +190,21 @@ function openNetworks(metrics: readonly MetricName[], n: MetricNetworks): { ince
 }
 
 /** Check the settings against the folder's manifest (a rerun must match); write it when new. */
-function manifest(out: string, o: BenchmarkOptions, settings: BenchmarkSettings, configs: readonly GridConfig[]): void {
+function manifest(out: string, o: BenchmarkOptions, settings: BenchmarkSettings, configs: readonly GridConfig[], precision: Precision): void {
   const file = path.join(out, 'benchmark.json');
-  const old = readJson<{ model: string; settings: BenchmarkSettings; configs: GridConfig[] }>(file);
+  const old = readJson<{ model: string; precision?: Precision; settings: BenchmarkSettings; configs: GridConfig[] }>(file);
   const model = path.resolve(o.model);
   if (old) {
     if (old.model !== model) throw new InputError(`--model ${o.model}: ${out} was started with ${old.model} (use the same model or a new --out)`);
+    // a folder made before the precision was recorded was made in float32
+    if ((old.precision ?? 'fp32') !== precision) throw new InputError(`--precision ${precision}: ${out} was started with --precision ${old.precision ?? 'fp32'} (images of both would be mixed; rerun with the same precision or use a new --out)`);
     for (const k of Object.keys(settings) as (keyof BenchmarkSettings)[]) {
       if (JSON.stringify(old.settings[k]) !== JSON.stringify(settings[k])) throw new InputError(`${k} ${JSON.stringify(settings[k])}: ${out} was started with ${JSON.stringify(old.settings[k])} (rerun with the same settings to continue, or use a new --out)`);
     }
   }
   const known = new Map((old?.configs ?? []).map((c) => [c.id, c]));
   for (const c of configs) known.set(c.id, c);
-  writeJsonAtomic(file, { model, data: path.resolve(o.data), settings, configs: [...known.values()] });
+  writeJsonAtomic(file, { model, precision, data: path.resolve(o.data), settings, configs: [...known.values()] });
 }
 
 /** Score one unit with every requested per-image metric (each from the eval library). */
@@ -266,7 +269,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
   const release = lockFolder(out);
   try {
     removeStaleTemporaries(out);
-    if (generate) manifest(out, o, settings, configs);
+    if (generate) manifest(out, o, settings, configs, model().precision);
     const skipped: Skipped[] = [];
     const warn = (m: string): void => o.onWarning?.(m);
 
