@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { CLIPModel } from '../src/components/clip-model.js';
 import { towerOfCLIPModel } from '../src/methods/clip-guidance.js';
-import { pnoLossAndGrads } from '../src/methods/vcf/pno.js';
+import { pnoLossAndGrads, type PnoProblem } from '../src/methods/vcf/pno.js';
+import type { Checkpoint } from '../src/components/checkpoint.js';
+import type { ImageFeatureTower } from '../src/methods/clip-guidance.js';
+import { InputError } from '../src/errors.js';
 import { maxAbsDiff } from '../src/tensor.js';
 import { close, golden, modelDir } from './helpers.js';
 
@@ -26,4 +29,12 @@ test('Prompt-Noise Optimization: loss and d loss / d z_T, d c equal the golden, 
   }
   assert.ok(maxAbsDiff(results[0]!.gradZT, results[1]!.gradZT) / Math.max(...results[1]!.gradZT.data.map(Math.abs)) < 1e-4);
   console.log(`pno (golden loss ${g.loss!.data[0]!.toFixed(7)}; max|err|/max|grad|): ${out.join('; ')}`);
+});
+
+test('PNO on a model whose scheduler clips samples: a one-line error naming the flag and the config file', async () => {
+  const ck = { schedulerConfig: () => ({ file: 'm/scheduler/scheduler_config.json', raw: { clip_sample: true } }) } as unknown as Checkpoint;
+  for (const checkpointing of [true, false]) {
+    await assert.rejects(pnoLossAndGrads(ck, {} as ImageFeatureTower, { steps: 2 } as PnoProblem, { checkpointing }),
+      (e: Error) => e instanceof InputError && e.message === '--pno-steps: Prompt-Noise Optimization differentiates through DDIM steps without sample clipping; m/scheduler/scheduler_config.json has clip_sample true (expected false)');
+  }
 });

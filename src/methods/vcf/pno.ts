@@ -18,6 +18,7 @@ import { vaeDecode } from '../../models/autoencoder-kl.js';
 import { unet2DConditionModel } from '../../models/unet2d-condition.js';
 import { classifierFreeGuidance } from '../../pipelines/guidance.js';
 import { DDIMScheduler } from '../../schedulers/ddim.js';
+import { InputError } from '../../errors.js';
 import { concatRows, rows, type Tensor } from '../../tensor.js';
 import { clipPixels, cosineDistance, type ImageFeatureTower } from '../clip-guidance.js';
 
@@ -62,7 +63,7 @@ function stepCoefficients(s: DDIMScheduler, t: number): { A: number; B: number }
 function scheduler(ck: Checkpoint, steps: number): DDIMScheduler {
   const cfg = ck.schedulerConfig();
   const s = new DDIMScheduler(cfg.raw, { source: cfg.file });
-  if (s.config.clipSample) throw new Error('PNO differentiates through DDIM steps without sample clipping (clip_sample must be false)');
+  if (s.config.clipSample) throw new InputError(`--pno-steps: Prompt-Noise Optimization differentiates through DDIM steps without sample clipping; ${cfg.file} has clip_sample true (expected false)`);
   s.setTimesteps(steps);
   return s;
 }
