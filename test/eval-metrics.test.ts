@@ -15,6 +15,7 @@ import { DinoViT, keysSelfSimilarity, structureDistance } from '../src/eval/dino
 import { fidResize, FIDInception } from '../src/eval/fid-inception.js';
 import { featureStats, frechetDistance, traceSqrtProduct } from '../src/eval/frechet.js';
 import { LPIPS } from '../src/eval/lpips.js';
+import { kernelInceptionDistance } from '../src/eval/kid.js';
 import { FileFormatError, InputError } from '../src/errors.js';
 
 const M = path.join(FIXTURES, 'goldens', 'metrics');
@@ -141,4 +142,14 @@ test('visprompt eval fid --json prints {"fid": x} as its last line', () => {
   const last = JSON.parse(out.trim().split('\n').pop()!) as { fid: number; kid_mean: number };
   assert.ok(rel(last.fid, 679.7413302449413) < 1e-6);
   assert.ok(rel(last.kid_mean, 0.057373241038599865) < 1e-9);
+});
+
+test('KID: the kernel table (each pair once) gives the per-subset computation bit for bit, and is chosen when cheaper', () => {
+  const rows = (n: number, d: number, seed: number): Float32Array[] => Array.from({ length: n }, (_, i) => new Float32Array(d).map((_, j) => Math.sin(seed + i * 1.7 + j * 0.31)));
+  const real = rows(23, 16, 1), fake = rows(19, 16, 2);
+  const o = { subsets: 7, subsetSize: 9, seed: 5 };
+  const perSubset = kernelInceptionDistance(real, fake, { ...o, kernelTable: false });
+  assert.deepEqual(kernelInceptionDistance(real, fake, { ...o, kernelTable: true }), perSubset);
+  assert.deepEqual(kernelInceptionDistance(real, fake, o), perSubset);
+  assert.ok(Number.isFinite(perSubset.kidMean) && perSubset.kidStd > 0);
 });
