@@ -341,3 +341,27 @@ test('UniPC bh1 with a final sigma of 0 is a one-line error, not NaN latents at 
   assert.throws(() => new UniPCMultistepScheduler({ solver_type: 'bh1' }), (e: Error) => /solver_type.*bh1.*final_sigmas_type "zero".*NaN.*sigma_min/.test(e.message));
   assert.equal(new UniPCMultistepScheduler({ solver_type: 'bh1', final_sigmas_type: 'sigma_min' }).solverType, 'bh1');
 });
+
+test('scheduler survivors: lower_order_final at N = 15 exactly and with a final sigma_min, sigma_min / sigma_max ignored, one bad disable_corrector entry, lambda_min_clipped -1', () => {
+  // N < 15 lowers the last steps (lower_order_final) even with a final sigma_min; N = 15 does not.
+  runDpm({ solver_order: 3, final_sigmas_type: 'sigma_min' }, 5, [1, 2, 3, 2, 1]);
+  runDpm({ solver_order: 3, final_sigmas_type: 'sigma_min' }, 15, [1, 2, ...Array<number>(13).fill(3)]);
+  // sigma_min / sigma_max are not keys of these two classes (diffusers ignores them): any value passes.
+  for (const C of [DPMSolverMultistepScheduler, UniPCMultistepScheduler]) {
+    const s = new C({ sigma_min: 'x', sigma_max: 'y' });
+    s.setTimesteps(4);
+    assert.deepEqual(s.timesteps, [999, 749, 500, 250]);
+  }
+  // A disable_corrector list with one non-integer entry is refused.
+  throwsFile(() => new UniPCMultistepScheduler({ disable_corrector: [1, 2.5] }), SRC, 'disable_corrector', 'expected a list of step indices, got [1,2.5]');
+  // lambda_min_clipped -1: lambda = log(sqrt(abar)) - log(sqrt(1 - abar)) (at -3, log(abar (1 - abar)) would clip the same count).
+  const abar = alphaBar64(betas64(0.0001, 0.02, 1000, 'linear'));
+  let clipped = 0, wrong = 0;
+  for (let i = 999; i >= 0 && 0.5 * Math.log(abar[i]! / (1 - abar[i]!)) < -1; i--) clipped++;
+  for (let i = 999; i >= 0 && 0.5 * Math.log(abar[i]! * (1 - abar[i]!)) < -1; i--) wrong++;
+  assert.ok(wrong - clipped > 10, `${clipped} vs ${wrong}`);
+  const c = new DPMSolverMultistepScheduler({ lambda_min_clipped: -1 });
+  c.setTimesteps(4);
+  const last = 1000 - clipped;
+  assert.deepEqual(c.timesteps, Array.from({ length: 5 }, (_, i) => (i * (last - 1)) / 4).map(roundHalfEven).reverse().slice(0, 4));
+});

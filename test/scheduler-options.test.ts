@@ -16,6 +16,8 @@ import {
   checkSchedulerName, createInverseScheduler, createScheduler, DPMSolverMultistepScheduler, LMSDiscreteScheduler, PNDMScheduler, SCHEDULER_CLASSES,
   SCHEDULERS, schedulerNameForClass, UniPCMultistepScheduler, type Sampler,
 } from '../src/schedulers/index.js';
+import { torchLinspaceF32 } from '../src/schedulers/betas.js';
+import { predictOriginalAndEpsilon } from '../src/schedulers/ddim.js';
 import { predictX0 } from '../src/schedulers/k-diffusion.js';
 import { LCMScheduler } from '../src/schedulers/lcm.js';
 import { karrasSigmas, logF32, npArange, npInterpIndex, npLinspace, roundHalfEven, sigmaToT } from '../src/schedulers/numpy.js';
@@ -517,4 +519,33 @@ test('default scheduler = _class_name (each class, the file named in its errors)
   assert.doesNotThrow(() => createScheduler('unipc', { file: 'm.json', raw: { skip_prk_steps: true, variance_type: 'learned', clip_sample: 'x' } }));
   assert.ok(createScheduler('lms', { file: 'm.json', raw: {} }) instanceof LMSDiscreteScheduler);
   assert.ok(createScheduler('unipc', { file: 'm.json', raw: {} }) instanceof UniPCMultistepScheduler);
+});
+
+// ---------------------------------------------------------------------------------------------
+// One-line pins for the surviving mutants of the schedulers slice (notes/old/s19/mutation-schedulers.md)
+
+test('scheduler survivors: linspace from a non-zero start and its exact endpoint, one-step torch.linspace, DDIM list / message / inverse betas, Euler draw size', () => {
+  // np.linspace(1, 2, 3) and without the endpoint; 49 * (1 / 49) is 0.9999999999999999 in float64: the last is exactly stop.
+  assert.deepEqual(npLinspace(1, 2, 3), [1, 1.5, 2]);
+  assert.deepEqual(npLinspace(1, 2, 4, false), [1, 1.25, 1.5, 1.75]);
+  assert.equal(npLinspace(0, 1, 50)[49], 1);
+  assert.notEqual(49 * (1 / 49), 1);
+  // torch.linspace(a, b, 1) = [a] in both flavours.
+  for (const fl of ['torch1', 'torch2'] as const) assert.deepEqual([...torchLinspaceF32(0.3, 0.7, 1, fl)], [f(0.3)]);
+  // trained_betas with ONE entry outside [0, 1) is refused (not only when all are).
+  throwsFile(() => new DDIMScheduler({ num_train_timesteps: 3, trained_betas: [0.1, 1, 0.2] }), SRC, 'trained_betas', 'expected null or a list of numbers in [0, 1), got [0.1,1,0.2]');
+  // The prediction_type message lists the types, comma separated.
+  throwsInput(() => predictOriginalAndEpsilon('x0' as never, OUT, X, 0.5), 'prediction_type must be one of epsilon, v_prediction, sample, got "x0"');
+  // DDIMInverseScheduler's betas default to torch 1's linspace (as DDIMScheduler's): scaled_linear differs between the two.
+  const cfg = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 } as DdimConfigJson;
+  const inv = new DDIMInverseScheduler(cfg).alphasCumprod;
+  assert.deepEqual(inv, new DDIMInverseScheduler(cfg, { linspace: 'torch1' }).alphasCumprod);
+  assert.deepEqual(inv, new DDIMScheduler(cfg).alphasCumprod);
+  assert.notDeepEqual(inv, new DDIMInverseScheduler(cfg, { linspace: 'torch2' }).alphasCumprod);
+  // Euler draws (and discards) randn of the sample's size: the generator stays in step with diffusers.
+  const shapes: number[][] = [];
+  const e = new EulerDiscreteScheduler({});
+  e.setTimesteps(4);
+  e.step(OUT, e.timesteps[0]!, X, { noise: { randn: (shape) => { shapes.push([...shape]); return new Float32Array(shape.reduce((a, b) => a * b, 1)); } } });
+  assert.deepEqual(shapes, [[X.length]]);
 });
