@@ -1,0 +1,245 @@
+/**
+ * The vary sampling loop (src/pipelines/vary.ts) with a stand-in checkpoint whose UNet is a known function of
+ * each row (eps_r = 0.1 x_r + 0.02 E(text_r), E a table of the texts' embedding values): for each method, the
+ * rows of every UNet call (the documented layouts, written out literally below), what each row is conditioned on,
+ * the per-row reference weights and ControlNet scales fed, the guided update, and the final latents against a
+ * DDIM loop written here. No model runs: milliseconds (the pipelines mutation slice's fast file for vary).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Checkpoint } from '../src/components/checkpoint.js';
+import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
+import { InputError } from '../src/errors.js';
+import { Graph } from '../src/graph/ir.js';
+import type { RGBImage } from '../src/io/image.js';
+import { adainLatents } from '../src/methods/adain.js';
+import { defaultInversionOffset, kvConcat, kvReplace, styleAligned, STYLE_ALIGNED_SCHEDULER } from '../src/methods/baselines.js';
+import { inDetailIP } from '../src/methods/indetail-ip.js';
+import { MASACTRL_SCHEDULER } from '../src/methods/masactrl.js';
+import type { ReferenceMethod } from '../src/methods/method.js';
+import { PLAIN, type ReferenceWeights } from '../src/methods/reference-attention.js';
+import type { NoiseSource } from '../src/noise/gaussian.js';
+import type { Inversion } from '../src/pipelines/invert.js';
+import type { ProgressEvent } from '../src/pipelines/progress.js';
+import { rowLayout, schedulerConfigOf, vary, type VaryOptions } from '../src/pipelines/vary.js';
+import { DDIMScheduler } from '../src/schedulers/ddim.js';
+import type { Tensor } from '../src/tensor.js';
+
+const CONFIG = { _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', clip_sample: false, set_alpha_to_one: false, steps_offset: 1 };
+/** Embedding value of each text the loop may encode (null: the missing negative prompt). */
+const E = new Map<string | null, number>([[null, -1], ['', 0], ['inv', 2], ['a', 3], ['b', 5], ['neg', 7]]);
+const STEPS = 3, N = 4; // latents [K, 1, 2, 2]: images 16 x 16, VAE factor 8
+
+interface Call { sample: number[][]; timestep: number; context: number[]; key: string; feeds: Record<string, number[]>; hookInputs: string[] }
+
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean } = {}): Checkpoint {
+  const unet = {
+    conditional: o.conditional ?? true,
+    config: { inChannels: 1 },
+    async run(a: { sample: Tensor; timestep: number; encoderHiddenStates: Tensor; variant?: { key: string; hooks: (g: Graph) => unknown }; feeds?: Record<string, Tensor> }) {
+      const b = a.sample.shape[0]!, n = a.sample.data.length / b;
+      const g = new Graph();
+      if (a.variant && !a.variant.key.includes('+')) a.variant.hooks(g);
+      calls.push({
+        sample: Array.from({ length: b }, (_, r) => Array.from(a.sample.data.subarray(r * n, (r + 1) * n))),
+        timestep: a.timestep, context: Array.from(a.encoderHiddenStates.data), key: a.variant?.key ?? '',
+        feeds: Object.fromEntries(Object.entries(a.feeds ?? {}).map(([k, v]) => [k, Array.from(v.data)])), hookInputs: g.inputs.map((i) => i.name),
+      });
+      const data = Float32Array.from(a.sample.data, (x, j) => (o.nan ? Number.NaN : 0.1 * x + 0.02 * a.encoderHiddenStates.data[Math.floor(j / n)]!));
+      return { noisePred: { shape: a.sample.shape, data }, extra: {} };
+    },
+  };
+  const vae = { scaleFactor: 8, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(3 * 256).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
+  const conditioner = {
+    async encode(texts: (string | null)[]) {
+      const data = texts.map((t) => { assert.ok(E.has(t), `unexpected text ${t}`); return E.get(t)!; });
+      return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(data) }, undefined, [], null);
+    },
+  };
+  return { unet: () => unet, autoencoder: () => vae, conditioner: () => conditioner, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
+}
+
+const reference: RGBImage = { width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(100) } as RGBImage;
+/** z_0 .. z_3, one row each. */
+const chain = Array.from({ length: STEPS + 1 }, (_, s) => ({ shape: [1, 1, 2, 2], data: Float32Array.from([0.5, -1, 1.5, 0.25].map((v, j) => v * (1 + s) + 0.1 * j)) }));
+const inversion: Inversion = { chain, timesteps: [], noisePreds: [], hSpace: new Map(), promptEmbeds: undefined, conditioning: undefined };
+const noiseOf = (k: number, seed = 0): Tensor => ({ shape: [k, 1, 2, 2], data: Float32Array.from({ length: k * N }, (_, j) => Math.sin(1 + j + seed)) });
+const rowOf = (t: Tensor, r: number): number[] => Array.from(t.data.subarray(r * N, (r + 1) * N));
+
+/** One row of the documented layout: R = reference, G = generated; u / c = branch; the text it is conditioned on. */
+interface Row { kind: 'R' | 'G'; branch: 'u' | 'c'; text: string | null; gen?: number }
+const R = (branch: 'u' | 'c', text: string | null): Row => ({ kind: 'R', branch, text });
+const G = (branch: 'u' | 'c', text: string | null, gen: number): Row => ({ kind: 'G', branch, text, gen });
+
+interface Expect {
+  layout: Row[]; guidance: number; method: ReferenceMethod; init: Tensor; scheduler: Record<string, unknown>;
+  /** chain index (z_s) of the reference rows at step i; undefined: free-running reference from z_N. */
+  refChain?: (i: number) => number; key: string; controlScale?: (i: number) => number[];
+}
+
+const f = Math.fround;
+function nearRows(got: number[][], want: number[][], what: string): void {
+  assert.equal(got.length, want.length, `${what}: row count`);
+  const err = Math.max(0, ...got.flatMap((r, i) => r.map((v, j) => Math.abs(v - want[i]![j]!))));
+  assert.ok(err < 1e-5, `${what}: max err ${err}`);
+}
+
+/** The loop as documented, DDIM steps from a scheduler of its own. */
+function expectRun(x: Expect, calls: Call[], latents: Tensor): void {
+  const sched = new DDIMScheduler(x.scheduler as never);
+  sched.setTimesteps(STEPS);
+  const refSched = new DDIMScheduler(x.scheduler as never);
+  refSched.setTimesteps(STEPS);
+  const k = x.init.shape[0]!;
+  let gen = Array.from({ length: k }, (_, r) => rowOf(x.init, r));
+  let ref = rowOf(chain[STEPS]!, 0);
+  assert.equal(calls.length, STEPS);
+  const attending = x.layout.map((r) => r.kind === 'G' && x.layout.some((q) => q.kind === 'R' && q.branch === r.branch));
+  sched.timesteps.forEach((t, i) => {
+    const c = calls[i]!;
+    const w = x.method.weights({ index: i, timestep: t, steps: STEPS });
+    const sample = x.layout.map((r) => (r.kind === 'G' ? gen[r.gen!]! : x.refChain ? rowOf(chain[x.refChain(i)]!, 0) : ref));
+    assert.equal(c.timestep, t, `step ${i} timestep`);
+    nearRows(c.sample, sample, `step ${i} rows`);
+    assert.deepEqual(c.context, x.layout.map((r) => E.get(r.text)!), `step ${i} conditioning`);
+    assert.equal(c.key, x.key);
+    const perRow: ReferenceWeights[] = x.layout.filter((_, j) => attending[j]).map((r) => (r.branch === 'c' ? w.cond : w.uncond));
+    for (const [name, field] of [['reference_fixed_ref', 'fixedRef'], ['reference_fixed_own', 'fixedOwn'], ['reference_soft', 'soft']] as const) {
+      assert.deepEqual(c.feeds[name], perRow.map((p) => Math.fround(p[field])), `step ${i} ${name}`);
+    }
+    if (x.controlScale) assert.deepEqual(c.feeds['controlnet_0_scale'], x.controlScale(i), `step ${i} control scales`);
+    // The stand-in's float32 outputs; CFG in float32 steps as torch computes it.
+    const pred = sample.map((s, j) => s.map((v) => f(0.1 * v + 0.02 * E.get(x.layout[j]!.text)!)));
+    const guided = (u: number[] | undefined, cc: number[]): number[] => (x.guidance > 1 && u ? cc.map((v, j) => f(u[j]! + f(f(x.guidance) * f(v - u[j]!)))) : cc);
+    const predOf = (kind: 'R' | 'G', branch: 'u' | 'c', g?: number): number[] | undefined => {
+      const j = x.layout.findIndex((r) => r.kind === kind && r.branch === branch && (g === undefined || r.gen === g));
+      return j < 0 ? undefined : pred[j];
+    };
+    let eps: Tensor = { shape: [k, 1, 2, 2], data: Float32Array.from(gen.flatMap((_, g) => guided(predOf('G', 'u', g), predOf('G', 'c', g)!))) };
+    if (x.method.adjustNoise) eps = x.method.adjustNoise({ index: i, timestep: t, steps: STEPS }, eps, { shape: [1, 1, 2, 2], data: Float32Array.from(predOf('R', 'c')!) });
+    if (!x.refChain) ref = Array.from(refSched.step(Float32Array.from(guided(predOf('R', 'u'), predOf('R', 'c')!)), t, Float32Array.from(ref)).prevSample);
+    const next = sched.step(eps.data, t, Float32Array.from(gen.flat())).prevSample;
+    gen = gen.map((_, g) => Array.from(next.subarray(g * N, (g + 1) * N)));
+  });
+  const err = Math.max(...gen.flat().map((v, j) => Math.abs(v - latents.data[j]!)));
+  assert.ok(err < 1e-5, `final latents max err ${err}`);
+}
+
+async function runVary(extra: Partial<VaryOptions> & { method: ReferenceMethod }, ck?: Checkpoint, calls: Call[] = []) {
+  const r = await vary(ck ?? fakeCheckpoint(calls), { reference, prompt: 'a', inversionPrompt: 'inv', negativePrompt: 'neg', steps: STEPS, inversion, onWarning: () => {}, ...extra });
+  return { r, calls };
+}
+
+test('vary loop, InDetail-IP (conflict-free): rows [gen_u x K, ref_c, gen_c x K], per-prompt rows, weights of the cond rows only, guided DDIM', async () => {
+  const method = inDetailIP(STEPS, { lambdaP: 3, lambdaG: 1, stratifiedSteps: 2 });
+  const latents = noiseOf(4);
+  const events: string[] = [];
+  const ends: number[] = [];
+  const { r, calls } = await runVary({ method, prompts: ['a', 'b'], numImages: 2, latents, onProgress: (e: ProgressEvent) => events.push(`${e.stage} ${e.step}/${e.total}`), onStepEnd: (i, t) => ends.push(i, t) });
+  expectRun({
+    layout: [G('u', 'neg', 0), G('u', 'neg', 1), G('u', 'neg', 2), G('u', 'neg', 3), R('c', 'inv'), G('c', 'a', 0), G('c', 'a', 1), G('c', 'b', 2), G('c', 'b', 3)],
+    guidance: 7.5, method, init: adainLatents(latents, chain[STEPS]!), scheduler: CONFIG, refChain: (i) => STEPS - i,
+    key: 'indetail-ip:up-attn1:ref[-,-,-,-,-,4,4,4,4]:unread4:',
+  }, calls, r.latents);
+  assert.equal(r.rowsPerStep, 9);
+  assert.equal(r.images.length, 4);
+  assert.equal(r.inversion, inversion);
+  assert.deepEqual(ends, [0, 667, 1, 334, 2, 1]);
+  assert.deepEqual(events, ['denoise 0/3', 'denoise 1/3', 'denoise 2/3', 'denoise 3/3', 'decode 0/4', 'decode 1/4', 'decode 2/4', 'decode 3/4', 'decode 4/4']);
+  assert.deepEqual(calls[0]!.hookInputs, ['reference_fixed_ref', 'reference_fixed_own', 'reference_soft']);
+  // Without `prompts`: numImages rows of the prompt; the negative prompt absent is null.
+  const one = await runVary({ method, prompt: 'b', negativePrompt: undefined, latents: noiseOf(1) });
+  expectRun({ layout: [G('u', null, 0), R('c', 'inv'), G('c', 'b', 0)], guidance: 7.5, method, init: adainLatents(noiseOf(1), chain[STEPS]!), scheduler: CONFIG,
+    refChain: (i) => STEPS - i, key: 'indetail-ip:up-attn1:ref[-,-,1]:unread1:' }, one.calls, one.r.latents);
+  // inversionPrompt defaults to the prompt.
+  const same = await runVary({ method, prompt: 'inv', inversionPrompt: undefined, guidance: 1, latents: noiseOf(1) });
+  assert.deepEqual(same.calls[0]!.context, [2, 2]);
+});
+
+test('vary loop: conflicting guidance (kv-concat) adds ref_u and AdaINs the guided noise to ref_c above t_early; guidance 1 is [ref_c, gen_c x K]', async () => {
+  const method = kvConcat({ tAlign: 500, tEarly: 500, permutedInit: false });
+  const latents = noiseOf(2, 3);
+  const onUNet: number[] = [];
+  const { r, calls } = await runVary({ method, prompts: ['a', 'b'], latents, guidance: 5, onUNetOutput: (i, layout) => onUNet.push(i, layout.length) });
+  expectRun({
+    layout: [R('u', ''), G('u', 'neg', 0), G('u', 'neg', 1), R('c', 'inv'), G('c', 'a', 0), G('c', 'b', 1)], guidance: 5, method,
+    init: adainLatents(latents, chain[STEPS]!), scheduler: CONFIG, refChain: (i) => STEPS - i, key: 'kv-concat:all-attn1:ref[-,0,0,-,3,3]:',
+  }, calls, r.latents);
+  assert.deepEqual(onUNet, [0, 6, 1, 6, 2, 6]);
+  // No CFG: only the conditional rows; the (conflicting) method has no unconditional branch to read.
+  const g1 = await runVary({ method, prompts: ['a', 'b'], latents, guidance: 1 });
+  expectRun({ layout: [R('c', 'inv'), G('c', 'a', 0), G('c', 'b', 1)], guidance: 1, method, init: adainLatents(latents, chain[STEPS]!), scheduler: CONFIG,
+    refChain: (i) => STEPS - i, key: 'kv-concat:all-attn1:ref[-,0,0]:' }, g1.calls, g1.r.latents);
+  assert.equal(g1.r.rowsPerStep, 3);
+  // The layouts themselves (rowLayout): reference of each generated row in its own branch.
+  assert.deepEqual(rowLayout(true, false, 2).referenceOf, [null, null, null, 2, 2]);
+  assert.deepEqual(rowLayout(true, true, 1).referenceOf, [null, 0, null, 2]);
+  assert.deepEqual(rowLayout(false, true, 2).referenceOf, [null, 0, 0]);
+  assert.deepEqual(rowLayout(false, false, 1).rows, [{ kind: 'ref', branch: 'cond' }, { kind: 'gen', branch: 'cond' }]);
+});
+
+test('vary loop: MasaCtrl (kv-replace) denoises its source row from z_T with its own guidance, on the official scheduler, every row starting at z_T', async () => {
+  const method = kvReplace(STEPS, { startStep: 1, startLayer: 0 });
+  const { r, calls } = await runVary({ method, latents: noiseOf(1, 5), guidance: 6 });
+  const repeated = { shape: [1, 1, 2, 2], data: chain[STEPS]!.data };
+  expectRun({ layout: [R('u', ''), G('u', 'neg', 0), R('c', 'inv'), G('c', 'a', 0)], guidance: 6, method, init: repeated, scheduler: { ...CONFIG, ...MASACTRL_SCHEDULER },
+    key: 'kv-replace:layers-0-16:ref[-,0,-,2]:' }, calls, r.latents);
+  // conflict-free with CFG: still the reference's unconditional row (its own guidance needs it).
+  const free = await runVary({ method: kvReplace(STEPS, { guidanceMode: 'conflict-free', startStep: 1 }), latents: noiseOf(1), guidance: 6 });
+  assert.equal(free.r.rowsPerStep, 4);
+  assert.deepEqual(free.calls[0]!.feeds['reference_fixed_ref'], [0, 0]);
+});
+
+test('vary loop: StyleAligned reads zts[offset] then zts[max(offset + 1, i)], draws noise for the reference row, negative prompt on ref_u, its own scheduler', async () => {
+  const method = styleAligned(STEPS);
+  const offset = defaultInversionOffset(STEPS);
+  assert.equal(offset, 2);
+  let drawn: number[] = [];
+  const noise: NoiseSource = { randn: (shape) => { const d = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, j) => Math.cos(j)); drawn = [...shape]; return d; } };
+  const { r, calls } = await runVary({ method, prompts: ['a', 'b'], noise, guidance: 3 });
+  assert.deepEqual(drawn, [3, 1, 2, 2], 'K + 1 rows drawn');
+  const init: Tensor = { shape: [2, 1, 2, 2], data: Float32Array.from({ length: 8 }, (_, j) => Math.fround(Math.cos(j + N))) };
+  // zts (most noisy first) index s is chain[STEPS - s]: step 0 reads zts[2], steps 1, 2 read zts[3].
+  expectRun({ layout: [R('u', 'neg'), G('u', 'neg', 0), G('u', 'neg', 1), R('c', 'inv'), G('c', 'a', 0), G('c', 'b', 1)], guidance: 3, method, init,
+    scheduler: { ...CONFIG, ...STYLE_ALIGNED_SCHEDULER }, refChain: (i) => STEPS - (i === 0 ? 2 : 3), key: 'style-aligned:all-attn1:ref[-,0,0,-,3,3]:adain:shift0.6931471805599453:gn:' }, calls, r.latents);
+  assert.deepEqual(calls.map((c) => c.timestep), [666, 333, 0], 'steps_offset 0');
+  // With given latents nothing is drawn.
+  drawn = [];
+  await runVary({ method, prompts: ['a'], noise, latents: noiseOf(1), guidance: 3 });
+  assert.deepEqual(drawn, []);
+});
+
+test('vary loop: ControlNet scales are 0 on reference rows and on the unconditional branch for the first steps', async () => {
+  const method = inDetailIP(STEPS);
+  const control = { net: { id: 'cn' } as never, image: { shape: [1, 3, 16, 16], data: new Float32Array(768) }, scale: 0.5 };
+  for (const [off, want] of [[undefined, [[0, 0, 0.5], [0.5, 0, 0.5], [0.5, 0, 0.5]]], [2, [[0, 0, 0.5], [0, 0, 0.5], [0.5, 0, 0.5]]], [0, [[0.5, 0, 0.5], [0.5, 0, 0.5], [0.5, 0, 0.5]]]] as const) {
+    const calls: Call[] = [];
+    await runVary({ method, latents: noiseOf(1), controls: [control], controlUncondSteps: off }, undefined, calls);
+    // default: round(10 / 50 * 3) = 1 step without the unconditional ControlNet
+    assert.deepEqual(calls.map((c) => c.feeds['controlnet_0_scale']), want, `controlUncondSteps ${off}`);
+    assert.match(calls[0]!.key, /^indetail-ip:up-attn1:ref\[-,-,1\]:unread1:\+controlnet\[cn\]$/);
+  }
+  await assert.rejects(runVary({ method, latents: noiseOf(1), controls: [control], controlUncondSteps: 4 }),
+    (e: unknown) => e instanceof InputError && e.message === 'control steps without the unconditional branch must be in [0, 3], got 4');
+  await assert.rejects(runVary({ method, latents: noiseOf(1), controlUncondSteps: -1 }), /must be in \[0, 3\], got -1$/);
+  await assert.rejects(runVary({ method, latents: noiseOf(1), controlUncondSteps: 1.5 }), /must be in \[0, 3\], got 1\.5$/);
+  await runVary({ method, latents: noiseOf(1), controlUncondSteps: 3 });
+});
+
+test('vary loop: one-line errors (images, prompts, pixel model, inversion length, NaN) and the scheduler override', async () => {
+  const method = inDetailIP(STEPS);
+  const err = (p: Promise<unknown>, message: string) => assert.rejects(p, (e: unknown) => e instanceof InputError && e.message === message, message);
+  await err(runVary({ method, latents: noiseOf(1), numImages: 0 }), '--num-images must be an integer >= 1, got 0');
+  await err(runVary({ method, latents: noiseOf(1), numImages: 1.5 }), '--num-images must be an integer >= 1, got 1.5');
+  await err(runVary({ method, latents: noiseOf(1), prompts: [] }), '--prompt: give at least one prompt');
+  await err(runVary({ method, latents: noiseOf(1), steps: 0 }), '--steps must be an integer >= 1, got 0');
+  await err(runVary({ method, latents: noiseOf(1) }, fakeCheckpoint([], { conditional: false })),
+    'image-prompt methods need a text-conditioned model (Stable Diffusion); this is a pixel-space UNet2DModel (use `inject` or `edit`)');
+  await err(runVary({ method, latents: noiseOf(1), steps: 2 }), 'the inversion has 3 steps but this run has 2');
+  await err(runVary({ method, latents: noiseOf(1) }, fakeCheckpoint([], { nan: true })), 'sampling produced NaN or infinite latents');
+  await err(runVary({ method, latents: noiseOf(2) }), '--latents has shape [2, 1, 2, 2] but this run needs [1, 1, 2, 2]');
+  const ck = fakeCheckpoint([]);
+  assert.deepEqual(schedulerConfigOf(ck, {}), { raw: CONFIG, file: 'scheduler_config.json' });
+  assert.deepEqual(schedulerConfigOf(ck, { schedulerConfig: { steps_offset: 0, extra: 1 } }), { raw: { ...CONFIG, steps_offset: 0, extra: 1 }, file: 'scheduler_config.json' });
+  assert.deepEqual(PLAIN, { fixedRef: 0, fixedOwn: 1, soft: 0 });
+});
