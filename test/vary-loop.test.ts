@@ -12,17 +12,19 @@ import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
 import { InputError } from '../src/errors.js';
 import { Graph } from '../src/graph/ir.js';
 import type { RGBImage } from '../src/io/image.js';
+import { pilResize } from '../src/io/pil-resize.js';
+import { VaeImageProcessor } from '../src/io/vae-image-processor.js';
 import { adainLatents } from '../src/methods/adain.js';
 import { defaultInversionOffset, kvConcat, kvReplace, styleAligned, STYLE_ALIGNED_SCHEDULER } from '../src/methods/baselines.js';
 import { inDetailIP } from '../src/methods/indetail-ip.js';
-import { MASACTRL_SCHEDULER } from '../src/methods/masactrl.js';
+import { MASACTRL_SCHEDULER, masactrlReferencePixels } from '../src/methods/masactrl.js';
 import type { ReferenceMethod } from '../src/methods/method.js';
 import { PLAIN, type ReferenceWeights } from '../src/methods/reference-attention.js';
 import type { NoiseSource } from '../src/noise/gaussian.js';
 import type { Inversion } from '../src/pipelines/invert.js';
 import type { ProgressEvent } from '../src/pipelines/progress.js';
 import { rowLayout, schedulerConfigOf, vary, type VaryOptions } from '../src/pipelines/vary.js';
-import { DDIMScheduler } from '../src/schedulers/ddim.js';
+import { DDIMInverseScheduler, DDIMScheduler } from '../src/schedulers/ddim.js';
 import type { Tensor } from '../src/tensor.js';
 
 const CONFIG = { _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', clip_sample: false, set_alpha_to_one: false, steps_offset: 1 };
@@ -32,7 +34,13 @@ const STEPS = 3, N = 4; // latents [K, 1, 2, 2]: images 16 x 16, VAE factor 8
 
 interface Call { sample: number[][]; timestep: number; context: number[]; key: string; feeds: Record<string, number[]>; hookInputs: string[] }
 
-function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean } = {}): Checkpoint {
+/** The stand-in VAE encoder: [1, 1, 2, 2] from the pixels' mean and first value. */
+function encodeStandIn(px: Tensor): Tensor {
+  const m = px.data.reduce((a, b) => a + b, 0) / px.data.length;
+  return { shape: [1, 1, 2, 2], data: Float32Array.from([m, px.data[0]!, -m, 0.5]) };
+}
+
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean; encoded?: Tensor[] } = {}): Checkpoint {
   const unet = {
     conditional: o.conditional ?? true,
     config: { inChannels: 1 },
@@ -49,14 +57,14 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean
       return { noisePred: { shape: a.sample.shape, data }, extra: {} };
     },
   };
-  const vae = { scaleFactor: 8, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(3 * 256).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
+  const vae = { scaleFactor: 8, async encodeToLatents(px: Tensor) { o.encoded?.push(px); return encodeStandIn(px); }, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(3 * 256).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
   const conditioner = {
     async encode(texts: (string | null)[]) {
       const data = texts.map((t) => { assert.ok(E.has(t), `unexpected text ${t}`); return E.get(t)!; });
       return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(data) }, undefined, [], null);
     },
   };
-  return { unet: () => unet, autoencoder: () => vae, conditioner: () => conditioner, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
+  return { unet: () => unet, autoencoder: () => vae, vae: () => vae, isPixelSpace: () => !unet.conditional, conditioner: () => conditioner, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
 }
 
 const reference: RGBImage = { width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(100) } as RGBImage;
@@ -242,4 +250,46 @@ test('vary loop: one-line errors (images, prompts, pixel model, inversion length
   assert.deepEqual(schedulerConfigOf(ck, {}), { raw: CONFIG, file: 'scheduler_config.json' });
   assert.deepEqual(schedulerConfigOf(ck, { schedulerConfig: { steps_offset: 0, extra: 1 } }), { raw: { ...CONFIG, steps_offset: 0, extra: 1 }, file: 'scheduler_config.json' });
   assert.deepEqual(PLAIN, { fixedRef: 0, fixedOwn: 1, soft: 0 });
+});
+
+test('vary inverts the reference through the stand-in: z_0 from the VAE, inverse DDIM on [cond] or guided [uncond, cond], each method\'s inversion settings', async () => {
+  // A 20 x 20 gradient: floored to 16 x 16 (a warning); diffusers' path resizes it with PIL bicubic, MasaCtrl's with torch nearest.
+  const ref20 = { width: 20, height: 20, data: Uint8Array.from({ length: 20 * 20 * 3 }, (_, j) => (j * 7) % 256) } as RGBImage;
+  const diffusersPx = new VaeImageProcessor({ vae_scale_factor: 8 }).preprocess(pilResize(ref20, 16, 16, 'bicubic'));
+  const masaPx = masactrlReferencePixels(ref20, 16, 16);
+  assert.ok(Math.abs(encodeStandIn(diffusersPx).data[0]! - encodeStandIn(masaPx).data[0]!) > 1e-4, 'the two paths differ on this image');
+  /** The inverse steps written out: rows [cond] or [uncond, cond] (texts), guided in float32, from z_0. */
+  const chainOf = (z0: Tensor, texts: (string | null)[], g: number, cfg: Record<string, unknown>): number[][] => {
+    const inv = new DDIMInverseScheduler(cfg as never);
+    inv.setTimesteps(STEPS);
+    let z = Array.from(z0.data);
+    const out = [z];
+    for (const t of inv.timesteps) {
+      const p = texts.map((tx) => z.map((v) => f(0.1 * v + 0.02 * E.get(tx)!)));
+      const eps = p.length === 2 ? p[1]!.map((c, j) => f(p[0]![j]! + f(f(g) * f(c - p[0]![j]!)))) : p[0]!;
+      z = Array.from(inv.step(Float32Array.from(eps), t, Float32Array.from(z)).prevSample);
+      out.push(z);
+    }
+    return out;
+  };
+  const cases: [string, ReferenceMethod, Partial<VaryOptions>, Tensor, (string | null)[], number, Record<string, unknown>][] = [
+    ['indetail-ip: no guidance, the inversion prompt', inDetailIP(STEPS), {}, diffusersPx, ['inv'], 1, CONFIG],
+    ['indetail-ip with --inversion-guidance 4: the missing negative prompt (null) as uncond', inDetailIP(STEPS), { inversionGuidance: 4 }, diffusersPx, [null, 'inv'], 4, CONFIG],
+    ['kv-replace: the sampling guidance, nearest-resized pixels, MasaCtrl scheduler', kvReplace(STEPS, { startStep: 1 }), { guidance: 6 }, masaPx, [null, 'inv'], 6, { ...CONFIG, ...MASACTRL_SCHEDULER }],
+    ['style-aligned: guidance 2, zero uncond, its scheduler', styleAligned(STEPS), { guidance: 3 }, diffusersPx, [null, 'inv'], 2, { ...CONFIG, ...STYLE_ALIGNED_SCHEDULER }],
+    ['style-aligned with --inversion-guidance 1.5', styleAligned(STEPS), { guidance: 3, inversionGuidance: 1.5 }, diffusersPx, [null, 'inv'], 1.5, { ...CONFIG, ...STYLE_ALIGNED_SCHEDULER }],
+  ];
+  for (const [what, method, extra, px, texts, g, cfg] of cases) {
+    const encoded: Tensor[] = [], calls: Call[] = [], warnings: string[] = [];
+    const { r } = await runVary({ method, inversion: undefined, reference: ref20, latents: noiseOf(1), onWarning: (m) => warnings.push(m), ...extra }, fakeCheckpoint(calls, { encoded }));
+    assert.deepEqual(warnings, ['reference image is 20x20; resized to 16x16'], what);
+    assert.equal(encoded.length, 1, what);
+    assert.deepEqual(Array.from(encoded[0]!.data), Array.from(px.data), `${what}: pixels encoded`);
+    const want = chainOf(encodeStandIn(px), texts, g, cfg);
+    assert.equal(r.inversion.chain.length, STEPS + 1);
+    r.inversion.chain.forEach((z, s) => nearRows([Array.from(z.data)], [want[s]!], `${what}: z_${s}`));
+    // the inversion's UNet calls come first: rows [z] or [z, z] conditioned on the texts
+    assert.deepEqual(calls[0]!.context, texts.map((t) => E.get(t)!), what);
+    assert.equal(calls.length, 2 * STEPS, what);
+  }
 });
