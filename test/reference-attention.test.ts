@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph, type Value } from '../src/graph/ir.js';
 import * as op from '../src/graph/ops.js';
-import { runOnce } from '../src/graph/session.js';
+import { configureEngine, engineDevice, runOnce } from '../src/graph/session.js';
 import {
   adainTokens, CONCAT, layoutKey, PLAIN, REPLACE, referenceAttentionHooks, stratified, weightFeeds,
   type ReferenceLayout, type ReferenceWeights,
@@ -193,6 +193,19 @@ test('unread rows: dropped after the last hooked layer (keepRows), outputs of th
     const err = maxErr(got, rowsOut.map((r) => all[r]!));
     assert.ok(err < 3e-6, `rows ${rowsOut}: ${err}`);
   }
+  // Rows in an order that keeps some in place (the fast path must not return them in the attending order).
+  const w3 = [...w, { fixedRef: 0.4, fixedOwn: 0.1, soft: 0.5 }];
+  const x3 = inputs(4, 37);
+  const all3 = expected(toRows(x3.q, 4), toRows(x3.k, 4), toRows(x3.v, 4), { referenceOf: [null, 0, 0, 0], weights: w3, scale: 0.4 });
+  for (const rowsOut of [[1, 3, 2], [1, 2, 3], [0, 1, 2, 3]]) {
+    const err = maxErr(await run(x3, { referenceOf: [null, 0, 0, 0], layer: () => true }, w3, 0.4, { outputRows: rowsOut }), rowsOut.map((r) => all3[r]!));
+    assert.ok(err < 3e-6, `rows ${rowsOut}: ${err}`);
+  }
+  // Dropping only one of the attending rows is refused too.
+  const h2 = referenceAttentionHooks(new Graph(), { referenceOf: [null, 0, null, 0], layer: () => true });
+  const g2 = new Graph();
+  const x2 = g2.input('x', [4, N, C]);
+  assert.throws(() => h2.attention!(callOf(x2, x2, x2, 0.4, { path: 'p.attn1', outputRows: [1, 2] })), /^Error: p\.attn1: a row attending to a reference cannot be dropped$/);
   for (const bad of [[1], [-1], [0.5], [2]]) {
     assert.throws(() => referenceAttentionHooks(new Graph(), { referenceOf: [null, 0], layer: () => true, unreadRows: bad }),
       new RegExp(`^Error: reference attention: unread row ${bad[0]} is not a row without reference$`));
@@ -241,4 +254,28 @@ test('shared GroupNorm through the hooks: each row normalised over [own; its ref
     own.forEach((v, j) => { err = Math.max(err, Math.abs(y.data[r * per + j]! - (v - m) / sd)); });
   }
   assert.ok(err < 3e-6, `shared GroupNorm ${err}`);
+});
+
+test('each term\'s keys are cut at run time to one key when its weight is 0 in every row (CPU); WebGPU keeps every key', () => {
+  const build = (): Record<string, number> => {
+    const g = new Graph();
+    const x = g.input('x', [2, N, C]);
+    referenceAttentionHooks(g, { referenceOf: [null, 0], layer: () => true }).attention!(callOf(x, x, x, 0.4));
+    const count: Record<string, number> = {};
+    for (const n of g.nodes) count[n.op] = (count[n.op] ?? 0) + 1;
+    return count;
+  };
+  assert.equal(engineDevice(), 'cpu');
+  const cpu = build();
+  // keys and values of A_own, A_ref and the concatenated softmax: six run-time lengths
+  assert.equal(cpu.ReduceMax, 6);
+  assert.equal(cpu.Slice, 6);
+  configureEngine({ device: 'webgpu' });
+  try {
+    const gpu = build();
+    assert.equal(gpu.ReduceMax, undefined);
+    assert.equal(gpu.Slice, undefined);
+  } finally {
+    configureEngine({ device: 'cpu' });
+  }
 });
