@@ -18,9 +18,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { exactCos, exactSin } from '../src/graph/exact-trig.js';
-import { Graph } from '../src/graph/ir.js';
+import { Graph, type Value } from '../src/graph/ir.js';
 import { configureEngine, runOnce } from '../src/graph/session.js';
 import { loaderCandidates } from '../src/graph/vulkan-loader.js';
+import { softwareAdapter } from '../src/graph/software-adapter.js';
+import { einsumAttention, einsumAttentionCore, einsumLinear, groupedConv2d, meanLastAxis, softmaxLastAxis } from '../src/graph/software-gpu.js';
+import { attentionCore } from '../src/graph/nn.js';
+import * as op from '../src/graph/ops.js';
 import { Config } from '../src/io/config.js';
 import { readImageRGB } from '../src/io/image.js';
 import { openComponentWeights, WeightsView } from '../src/io/weights.js';
@@ -60,6 +64,50 @@ if (!inChild) {
   test('the Vulkan loader is looked for beside each driver manifest of VK_ICD_FILENAMES, then in chromium\'s folder', () => {
     assert.deepEqual(loaderCandidates('/opt/gpu/icd.json:rel/sw.json'), ['/opt/gpu/libvulkan.so.1', path.resolve('rel/libvulkan.so.1'), '/usr/lib/chromium/libvulkan.so.1']);
     assert.deepEqual(loaderCandidates(undefined), ['/usr/lib/chromium/libvulkan.so.1']);
+  });
+
+  test('the software-adapter kernels are chosen for SwiftShader-only driver lists or VISPROMPT_WEBGPU_KERNELS=naive', () => {
+    assert.equal(softwareAdapter({ VK_ICD_FILENAMES: SWIFTSHADER_ICD }), true);
+    assert.equal(softwareAdapter({ VK_DRIVER_FILES: '/a/vk_swiftshader_icd.json:/b/vk_swiftshader_icd.json' }), true);
+    assert.equal(softwareAdapter({ VK_ICD_FILENAMES: `/usr/share/vulkan/icd.d/nvidia_icd.json:${SWIFTSHADER_ICD}` }), false);
+    assert.equal(softwareAdapter({ VK_DRIVER_FILES: '/usr/share/vulkan/icd.d/nvidia_icd.json', VK_ICD_FILENAMES: SWIFTSHADER_ICD }), false);
+    assert.equal(softwareAdapter({}), false);
+    assert.equal(softwareAdapter({ VK_ICD_FILENAMES: SWIFTSHADER_ICD, VISPROMPT_WEBGPU_KERNELS: 'tiled' }), false);
+    assert.equal(softwareAdapter({ VISPROMPT_WEBGPU_KERNELS: 'naive' }), true);
+    assert.equal(softwareAdapter(undefined), false);
+  });
+
+  test('the software-adapter graph forms (Einsum attention and linear, pooled softmax, Einsum mean, grouped conv) compute what the default ones do (CPU provider)', async () => {
+    configureEngine({ device: 'cpu' });
+    const fill = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.37 + seed) * 2);
+    const [b, n, m, heads, d] = [2, 6, 7, 2, 3];
+    const g = new Graph();
+    const q = g.input('q', [b, n, heads * d]), k = g.input('k', [b, m, heads * d]), v = g.input('v', [b, m, heads * 4]);
+    const x = g.input('x', [2, 4, 5, 5]), w = g.input('w', [6, 4, 3, 3]), wl = g.input('wl', [3, 5]), bias = g.input('bias', [6]);
+    const split = (t: Value, dh: number): Value => op.transpose(op.reshape(t, [b, t.dim(1), heads, dh]), [0, 2, 1, 3]);
+    const mask = op.constFloat(g, [1, 1, n, m], fill(n * m, 9).map((t) => (t > 1.5 ? -Infinity : t)), 'mask');
+    g.output('att', einsumAttention(q, k, v, heads, 0.7));
+    g.output('att_ref', op.reshape(op.transpose(attentionCore(split(q, d), split(k, d), split(v, 4), 0.7), [0, 2, 1, 3]), [b, n, heads * 4]));
+    g.output('core', einsumAttentionCore(split(q, d), split(k, d), split(v, 4), 0.7, mask));
+    g.output('core_ref', attentionCore(split(q, d), split(k, d), split(v, 4), 0.7, mask));
+    g.output('softmax', softmaxLastAxis(x));
+    g.output('softmax_ref', op.softmax(x, -1));
+    g.output('mean', meanLastAxis(x));
+    g.output('mean_ref', op.reduceMean(x, [-1]));
+    g.output('conv', groupedConv2d(x, w, bias, { stride: 1, padding: 1 })!);
+    g.output('conv_ref', op.conv2d(x, w, bias, { stride: 1, padding: 1 }));
+    g.output('linear', einsumLinear(op.reshape(x, [-1, 5]), wl, null));
+    g.output('linear_ref', op.matmul(op.reshape(x, [-1, 5]), op.transpose(wl, [1, 0])));
+    const feeds = { q: tensor([b, n, heads * d], fill(b * n * heads * d, 1)), k: tensor([b, m, heads * d], fill(b * m * heads * d, 2)), v: tensor([b, m, heads * 4], fill(b * m * heads * 4, 3)), x: tensor([2, 4, 5, 5], fill(200, 4)), w: tensor([6, 4, 3, 3], fill(216, 5)), wl: tensor([3, 5], fill(15, 6)), bias: tensor([6], fill(6, 7)) };
+    const r = await runOnce(g, feeds);
+    for (const name of ['att', 'core', 'softmax', 'mean', 'conv', 'linear']) {
+      const got = r[name]!, want = r[`${name}_ref`]!;
+      assert.deepEqual(got.shape, want.shape, name);
+      let worst = 0;
+      for (let i = 0; i < want.data.length; i++) worst = Math.max(worst, Math.abs(got.data[i]! - want.data[i]!));
+      assert.ok(worst <= 2e-5, `${name}: software-adapter form differs from the default by ${worst}`);
+    }
+    assert.equal(groupedConv2d(x, op.constFloat(g, [5, 4, 1, 1], fill(20, 8), 'odd'), null, { stride: 1, padding: 0 }), undefined, 'an odd channel count keeps the plain conv');
   });
 
   const skip = fs.existsSync(SWIFTSHADER_ICD) ? false : `no software GPU: ${SWIFTSHADER_ICD} is absent (apt install chromium to run the WebGPU parity subset)`;

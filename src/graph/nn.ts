@@ -7,6 +7,7 @@ import type { Graph, Value } from './ir.js';
 import * as op from './ops.js';
 import { engineDevice } from './session.js';
 import { int8Conv2d, int8Linear } from './quantize.js';
+import { einsumAttention, einsumAttentionCore, einsumLinear, groupedConv2d, meanLastAxis, naiveKernels } from './software-gpu.js';
 
 const sourceTags = new WeakMap<object, string>();
 let nextTag = 0;
@@ -50,6 +51,7 @@ export function linear(x: Value, vb: WeightsView, inF: number, outF: number, bia
   const b = bias ? param(g, vb, 'bias', [outF]) : null;
   const lead = x.shape.slice(0, -1);
   const x2 = op.reshape(x, [-1, inF]);
+  if (naiveKernels()) return op.reshape(einsumLinear(x2, w, b), [...lead, outF]);
   const inputs = b ? [x2, w, b] : [x2, w];
   const [y] = g.node('Gemm', inputs, [{ shape: [x2.dim(0), outF], dtype: x.dtype }], { transB: 1 });
   return op.reshape(y!, [...lead, outF]);
@@ -62,7 +64,8 @@ export function conv2d(x: Value, vb: WeightsView, inC: number, outC: number, ker
   if (q) return q;
   const w = param(g, vb, 'weight', [outC, inC, kernel, kernel]);
   const b = opts.bias === false ? null : param(g, vb, 'bias', [outC]);
-  return op.conv2d(x, w, b, { stride: opts.stride ?? 1, padding: opts.padding ?? 0 });
+  const conv = { stride: opts.stride ?? 1, padding: opts.padding ?? 0 };
+  return (naiveKernels() ? groupedConv2d(x, w, b, conv) : undefined) ?? op.conv2d(x, w, b, conv);
 }
 
 /** A [C] parameter reshaped to broadcast over NCHW. */
@@ -90,8 +93,9 @@ export function groupNorm(x: Value, vb: WeightsView, groups: number, eps: number
 
 /** (x - mean) / sqrt(var + eps) over the last axis, variance from the centred values (biased, like PyTorch). */
 function twoPassNormalize(x: Value, eps: number): Value {
-  const centred = op.sub(x, op.reduceMean(x, [-1]));
-  return op.div(centred, op.sqrt(op.add(op.reduceMean(op.mul(centred, centred), [-1]), eps)));
+  const mean = naiveKernels() ? meanLastAxis : (v: Value): Value => op.reduceMean(v, [-1]);
+  const centred = op.sub(x, mean(x));
+  return op.div(centred, op.sqrt(op.add(mean(op.mul(centred, centred)), eps)));
 }
 
 /** nn.LayerNorm over the last axis. */
@@ -142,12 +146,14 @@ export function mergeHeads(x: Value): Value {
 export function fusedAttention(q: Value, k: Value, v: Value, heads: number, scale: number): Value {
   // ONNX Runtime 1.30's WebGPU MultiHeadAttention is off by ~20% of the output's magnitude (measured on
   // SwiftShader); on that device the explicit matmul/softmax form is float32-faithful (1e-6).
+  if (naiveKernels()) return einsumAttention(q, k, v, heads, scale);
   if (engineDevice() === 'webgpu') return mergeHeads(attentionCore(splitHeads(q, heads), splitHeads(k, heads), splitHeads(v, heads), scale));
   return q.graph.node('MultiHeadAttention', [q, k, v], [{ shape: [q.dim(0), q.dim(1), v.dim(2)], dtype: q.dtype }], { num_heads: heads, scale: { float: scale } }, 'com.microsoft')[0]!;
 }
 
 /** softmax(scale * Q K^T + bias) V per head; q/k/v are [B, H, N, D], result [B, H, Nq, D]. */
 export function attentionCore(q: Value, k: Value, v: Value, scale: number, bias?: Value): Value {
+  if (naiveKernels()) return einsumAttentionCore(q, k, v, scale, bias);
   let scores = op.mul(op.matmul(q, op.transpose(k, [0, 1, 3, 2])), scale);
   if (bias) scores = op.add(scores, bias);
   return op.matmul(op.softmax(scores, -1), v);

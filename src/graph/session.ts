@@ -14,6 +14,7 @@ import type { Tensor } from '../tensor.js';
 import type { Graph } from './ir.js';
 import { toOnnx } from './onnx.js';
 import { ensureVulkanLoader } from './vulkan-loader.js';
+import { softwareAdapter } from './software-adapter.js';
 
 export type Device = 'cpu' | 'webgpu' | 'cuda';
 
@@ -132,7 +133,8 @@ async function createSession(g: Graph): Promise<CompiledGraph> {
 async function createSessionOn(g: Graph): Promise<CompiledGraph> {
   const { proto, externalData, fileFolder, files } = toOnnx(g);
   const opts: ort.InferenceSession.SessionOptions = {
-    executionProviders: [engineOptions.device ?? 'cpu'],
+    // A software adapter runs ONNX Runtime's NHWC layout transposes as tiled (workgroup-synchronised) kernels: NCHW there.
+    executionProviders: [engineOptions.device === 'webgpu' && softwareAdapter() ? { name: 'webgpu', preferredLayout: 'NCHW' } : engineOptions.device ?? 'cpu'],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: shape-merge and serialization notices are not the user's business
   };

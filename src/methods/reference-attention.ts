@@ -14,6 +14,7 @@
 import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { engineDevice } from '../graph/session.js';
+import { naiveKernels } from '../graph/software-gpu.js';
 import type { AttentionCall, UNetHooks } from '../models/hooks.js';
 
 export interface ReferenceLayout {
@@ -110,8 +111,9 @@ export function sharedGroupNorm(referenceOf: readonly (number | null)[]): NonNul
  * enough. The IR keeps the static shape; only ONNX Runtime sees the shorter tensor (consumed by the fused kernel only).
  */
 function keysIfUsed(x: Value, weight: Value): Value {
-  // WebGPU's attention is explicit matmuls whose head split reshapes to the static length: keep every key there
-  if (engineDevice() === 'webgpu') return x;
+  // WebGPU's tiled attention splits heads with a reshape to the static length: keep every key there (the software
+  // adapter's Einsum attention reshapes keys with -1, so it takes the shorter tensor)
+  if (engineDevice() === 'webgpu' && !naiveKernels()) return x;
   const g = x.graph;
   const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'len');
   const maxWeight = g.node('ReduceMax', [op.abs(weight)], [{ shape: [], dtype: 'float32' }], { keepdims: 0 })[0]!;
