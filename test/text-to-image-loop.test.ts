@@ -24,7 +24,7 @@ const f = Math.fround;
 
 interface Call { sample: number[][]; timestep: number; context: number[]; key: string; feeds: string[]; timestepCond?: number[] }
 
-function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidance?: boolean; nan?: boolean } = {}): Checkpoint {
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidance?: boolean; nan?: boolean; decoded?: Tensor[]; vaeNan?: boolean } = {}): Checkpoint {
   const conditional = o.conditional ?? true;
   const unet = {
     conditional, inChannels: conditional ? 1 : 3, sampleSize: conditional ? 2 : 4, embedsGuidance: o.embedsGuidance ?? false, config: { addition: null },
@@ -40,7 +40,7 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidanc
       return { noisePred: { shape: a.sample.shape, data: Float32Array.from(a.sample.data, (x, j) => (o.nan ? Number.NaN : 0.1 * x + 0.02 * e(Math.floor(j / n)))) }, extra: {} };
     },
   };
-  const vae = { scaleFactor: 8, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(768).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
+  const vae = { scaleFactor: 8, async decode(t: Tensor) { o.decoded?.push(t); return { shape: [1, 3, 16, 16], data: new Float32Array(768).fill(o.vaeNan ? Number.NaN : t.data[0]! > 0 ? 0.5 : -0.5) }; } };
   const conditioner = {
     async encode(texts: (string | null)[]) {
       return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(texts.map((t) => { assert.ok(E.has(t), `text ${t}`); return E.get(t)!; })) }, undefined, ['cut'], null);
@@ -94,6 +94,13 @@ test('text-to-image loop: [uncond x K, cond x K] rows, negative prompt / null, g
   // default guidance 7.5, no negative prompt: null; eta 1 draws the step noise from the given source
   const eta = await run({ latents: lat(1, 1), eta: 1, noise: new TorchGenerator(3) });
   expectRun(eta.calls, eta.r.latents, { latents: lat(1, 1), scheduler: createScheduler(undefined, { raw: CONFIG, file: 'x' }), rowsE: [-1, 3], guidance: 7.5, eta: 1, noise: new TorchGenerator(3), steps: 3 });
+  // one image at a time through the VAE, diffusers' postprocess: (x / 2 + 0.5) * 255 rounded
+  const decoded: Tensor[] = [];
+  const d = await run({ latents: lat(2, 2), guidance: 1, numImages: 2 }, fakeCheckpoint([], { decoded }));
+  assert.deepEqual(decoded.map((t) => [t.shape, Array.from(t.data)]), [0, 1].map((r) => [[1, 1, 2, 2], Array.from(d.r.latents.data.subarray(r * N, (r + 1) * N))]));
+  assert.deepEqual(d.r.images.map((im) => [im.width, im.height, im.data[0]]), decoded.map((t) => [16, 16, t.data[0]! > 0 ? 191 : 64]));
+  await assert.rejects(run({ latents: lat(1) }, fakeCheckpoint([], { vaeNan: true })),
+    (e: unknown) => e instanceof InputError && e.message === 'the VAE produced NaN or infinite pixels (check the VAE weights; fp16-only VAEs overflow)');
   // latentsOnly: no decode
   assert.deepEqual((await run({ latents: lat(1), latentsOnly: true })).r.images, []);
 });

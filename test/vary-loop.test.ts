@@ -11,6 +11,7 @@ import type { Checkpoint } from '../src/components/checkpoint.js';
 import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
 import { InputError } from '../src/errors.js';
 import { Graph } from '../src/graph/ir.js';
+import { configureEngine } from '../src/graph/session.js';
 import type { RGBImage } from '../src/io/image.js';
 import { pilResize } from '../src/io/pil-resize.js';
 import { VaeImageProcessor } from '../src/io/vae-image-processor.js';
@@ -21,8 +22,9 @@ import { MASACTRL_SCHEDULER, masactrlReferencePixels } from '../src/methods/masa
 import type { ReferenceMethod } from '../src/methods/method.js';
 import { PLAIN, type ReferenceWeights } from '../src/methods/reference-attention.js';
 import type { NoiseSource } from '../src/noise/gaussian.js';
-import type { Inversion } from '../src/pipelines/invert.js';
-import type { ProgressEvent } from '../src/pipelines/progress.js';
+import { invert, type Inversion } from '../src/pipelines/invert.js';
+import { referenceAtSize } from '../src/pipelines/common.js';
+import { report, type ProgressEvent } from '../src/pipelines/progress.js';
 import { rowLayout, schedulerConfigOf, vary, type VaryOptions } from '../src/pipelines/vary.js';
 import { DDIMInverseScheduler, DDIMScheduler } from '../src/schedulers/ddim.js';
 import type { Tensor } from '../src/tensor.js';
@@ -40,7 +42,7 @@ function encodeStandIn(px: Tensor): Tensor {
   return { shape: [1, 1, 2, 2], data: Float32Array.from([m, px.data[0]!, -m, 0.5]) };
 }
 
-function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean; encoded?: Tensor[] } = {}): Checkpoint {
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean; encoded?: Tensor[]; released?: string[] } = {}): Checkpoint {
   const unet = {
     conditional: o.conditional ?? true,
     config: { inChannels: 1 },
@@ -54,7 +56,8 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean
         feeds: Object.fromEntries(Object.entries(a.feeds ?? {}).map(([k, v]) => [k, Array.from(v.data)])), hookInputs: g.inputs.map((i) => i.name),
       });
       const data = Float32Array.from(a.sample.data, (x, j) => (o.nan ? Number.NaN : 0.1 * x + 0.02 * a.encoderHiddenStates.data[Math.floor(j / n)]!));
-      return { noisePred: { shape: a.sample.shape, data }, extra: {} };
+      // InjectFusion's h-space tap: the stand-in's mid block is the sample itself.
+      return { noisePred: { shape: a.sample.shape, data }, extra: a.variant?.key === 'tap-mid-block' ? { mid_block: a.sample } : {} };
     },
   };
   const vae = { scaleFactor: 8, async encodeToLatents(px: Tensor) { o.encoded?.push(px); return encodeStandIn(px); }, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(3 * 256).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
@@ -64,7 +67,7 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean
       return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(data) }, undefined, [], null);
     },
   };
-  return { unet: () => unet, autoencoder: () => vae, vae: () => vae, isPixelSpace: () => !unet.conditional, conditioner: () => conditioner, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
+  return { unet: () => unet, autoencoder: () => vae, vae: () => vae, isPixelSpace: () => !unet.conditional, conditioner: () => conditioner, release: async (c: string) => { o.released?.push(c); }, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
 }
 
 const reference: RGBImage = { width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(100) } as RGBImage;
@@ -155,6 +158,11 @@ test('vary loop, InDetail-IP (conflict-free): rows [gen_u x K, ref_c, gen_c x K]
   assert.deepEqual(ends, [0, 667, 1, 334, 2, 1]);
   assert.deepEqual(events, ['denoise 0/3', 'denoise 1/3', 'denoise 2/3', 'denoise 3/3', 'decode 0/4', 'decode 1/4', 'decode 2/4', 'decode 3/4', 'decode 4/4']);
   assert.deepEqual(calls[0]!.hookInputs, ['reference_fixed_ref', 'reference_fixed_own', 'reference_soft']);
+  // Something reads the reference row's output: it stays in the batch (no unread rows in the layout key); no resize warning.
+  const warnings: string[] = [];
+  const read = await runVary({ method, latents: noiseOf(1), onUNetOutput: () => {}, onWarning: (m) => warnings.push(m) });
+  assert.equal(read.calls[0]!.key, 'indetail-ip:up-attn1:ref[-,-,1]:');
+  assert.deepEqual(warnings, []);
   // Without `prompts`: numImages rows of the prompt; the negative prompt absent is null.
   const one = await runVary({ method, prompt: 'b', negativePrompt: undefined, latents: noiseOf(1) });
   expectRun({ layout: [G('u', null, 0), R('c', 'inv'), G('c', 'b', 0)], guidance: 7.5, method, init: adainLatents(noiseOf(1), chain[STEPS]!), scheduler: CONFIG,
@@ -195,7 +203,7 @@ test('vary loop: MasaCtrl (kv-replace) denoises its source row from z_T with its
   // conflict-free with CFG: still the reference's unconditional row (its own guidance needs it).
   const free = await runVary({ method: kvReplace(STEPS, { guidanceMode: 'conflict-free', startStep: 1 }), latents: noiseOf(1), guidance: 6 });
   assert.equal(free.r.rowsPerStep, 4);
-  assert.deepEqual(free.calls[0]!.feeds['reference_fixed_ref'], [0, 0]);
+  assert.deepEqual(free.calls.map((c) => c.feeds['reference_fixed_ref']), [[0, 0], [0, 1], [0, 1]], 'uncond row PLAIN, cond row REPLACE from step 1');
 });
 
 test('vary loop: StyleAligned reads zts[offset] then zts[max(offset + 1, i)], draws noise for the reference row, negative prompt on ref_u, its own scheduler', async () => {
@@ -292,4 +300,69 @@ test('vary inverts the reference through the stand-in: z_0 from the VAE, inverse
     assert.deepEqual(calls[0]!.context, texts.map((t) => E.get(t)!), what);
     assert.equal(calls.length, 2 * STEPS, what);
   }
+});
+
+test('invert directly: an RGB image through the VAE, guided rows [uncond, cond], the result\'s embeddings, noise predictions, timesteps, h-space; progress; errors', async () => {
+  const calls: Call[] = [], encoded: Tensor[] = [], events: string[] = [];
+  const ref16 = { width: 16, height: 16, data: Uint8Array.from({ length: 768 }, (_, j) => (j * 5) % 256) } as RGBImage;
+  const inv = await invert(fakeCheckpoint(calls, { encoded }), ref16, { prompt: 'inv', steps: STEPS, guidance: 2, captureHSpace: true, onProgress: (e) => events.push(`${e.stage} ${e.step}/${e.total}`) });
+  assert.deepEqual(Array.from(encoded[0]!.data), Array.from(new VaeImageProcessor({ vae_scale_factor: 8 }).preprocess(ref16).data));
+  assert.deepEqual(Array.from(inv.chain[0]!.data), Array.from(encodeStandIn(encoded[0]!).data));
+  assert.deepEqual(inv.timesteps, [1, 334, 667]);
+  assert.deepEqual(calls.map((c) => c.context), [[-1, 2], [-1, 2], [-1, 2]]);
+  assert.deepEqual(calls.map((c) => c.key), ['tap-mid-block', 'tap-mid-block', 'tap-mid-block']);
+  assert.deepEqual(Array.from(inv.promptEmbeds!.data), [2], 'the conditional row');
+  assert.deepEqual(Array.from(inv.conditioning!.encoderHiddenStates.data), [2]);
+  assert.equal(inv.noisePreds.length, STEPS);
+  inv.noisePreds.forEach((p, i) => {
+    const z = Array.from(inv.chain[i]!.data), u = z.map((v) => f(0.1 * v - 0.02)), c = z.map((v) => f(0.1 * v + 0.04));
+    assert.deepEqual(Array.from(p.data), c.map((v, j) => f(u[j]! + f(2 * f(v - u[j]!)))), `noise prediction ${i}`);
+  });
+  assert.deepEqual([...inv.hSpace.keys()], [1, 334, 667]);
+  inv.hSpace.forEach((h, t) => assert.deepEqual(Array.from(h.data), Array.from(inv.chain[inv.timesteps.indexOf(t)]!.data), `h-space at ${t}: the cond row`));
+  assert.deepEqual(events, ['encode 0/1', 'invert 0/3', 'invert 1/3', 'invert 2/3', 'invert 3/3']);
+  // unguided: one row, the prompt
+  const c1: Call[] = [];
+  const u = await invert(fakeCheckpoint(c1), chain[0]!, { prompt: 'inv', steps: STEPS });
+  assert.deepEqual(c1.map((c) => [c.sample.length, c.context]), [[1, [2]], [1, [2]], [1, [2]]]);
+  assert.equal(u.chain[0], chain[0]);
+  assert.equal(u.hSpace.size, 0);
+  await assert.rejects(runVary({ method: inDetailIP(STEPS), inversion: undefined, latents: noiseOf(1), inversionGuidance: Number.NaN }),
+    (e: unknown) => e instanceof InputError && e.message === 'the inversion guidance must be a number, got NaN');
+});
+
+test('low-memory mode: each phase releases its components; report / referenceAtSize edge cases', async () => {
+  const released: string[] = [];
+  configureEngine({ lowMemory: true });
+  try {
+    await vary(fakeCheckpoint([], { released }), { reference, prompt: 'a', inversionPrompt: 'inv', steps: STEPS, method: inDetailIP(STEPS), latents: noiseOf(1) });
+  } finally {
+    configureEngine({ lowMemory: false });
+  }
+  assert.deepEqual(released, ['text_encoder', 'text_encoder_2', 'vae', 'unet', 'text_encoder', 'text_encoder_2', 'unet']);
+  const none: string[] = [];
+  await runVary({ method: inDetailIP(STEPS), latents: noiseOf(1) }, fakeCheckpoint([], { released: none }));
+  assert.deepEqual(none, [], 'nothing released by default');
+  // report: no control, no signal, a detail only when given, an aborted signal stops the run
+  report(undefined, 'x', 0, 1);
+  report({}, 'x', 0, 1);
+  const ev: ProgressEvent[] = [];
+  report({ onProgress: (e) => ev.push(e) }, 'train', 1, 2, 'loss 0.5');
+  report({ onProgress: (e) => ev.push(e) }, 'train', 2, 2);
+  assert.deepEqual(ev, [{ stage: 'train', step: 1, total: 2, detail: 'loss 0.5' }, { stage: 'train', step: 2, total: 2 }]);
+  assert.ok(!('detail' in ev[1]!));
+  const ac = new AbortController();
+  ac.abort();
+  assert.throws(() => report({ signal: ac.signal }, 'x', 0, 1), /abort/i);
+  // referenceAtSize: at size, the same image; otherwise resized, warning optional
+  const ref20 = { width: 20, height: 24, data: new Uint8Array(20 * 24 * 3) } as RGBImage;
+  assert.equal(referenceAtSize(reference, 8, undefined, undefined), reference);
+  assert.equal(referenceAtSize(reference, 8, 16, 16), reference);
+  const r = referenceAtSize(ref20, 8, undefined, undefined);
+  assert.deepEqual([r.width, r.height], [16, 24]);
+  const w: string[] = [];
+  const r2 = referenceAtSize(ref20, 8, 16, 16, (m) => w.push(m));
+  assert.deepEqual([r2.width, r2.height, w], [16, 16, ['reference image is 20x24; resized to 16x16']]);
+  const r3 = referenceAtSize({ ...reference }, 8, 16, 8);
+  assert.deepEqual([r3.width, r3.height], [16, 8]);
 });
