@@ -63,7 +63,10 @@ export const SLICES = {
   },
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
-    tests: t('hand-derived', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression', 'train-aligner', 'train-attribute'),
+    // vary-loop / text-to-image-loop: the sampling loops (and invert, common, progress) with a stand-in checkpoint,
+    // milliseconds; the model-running files after them (each ~30 s a run: hours for the whole slice).
+    tests: t('vary-loop', 'text-to-image-loop', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
+      'train-aligner', 'train-attribute'),
   },
 };
 
