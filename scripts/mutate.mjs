@@ -47,11 +47,13 @@ export const SLICES = {
   'io-formats': {
     mutate: ['src/io/safetensors.ts', 'src/io/f32-mirror.ts', 'src/io/open-file.ts', 'src/io/zip.ts', 'src/io/pickle.ts', 'src/io/torch-checkpoint.ts', 'src/io/tensor-file.ts',
       'src/io/weights.ts'],
+    // pickle.test is library-only parsing and refusals (its pipeline goldens and CLI runs are pickle-pipeline.test).
     tests: t('safetensors', 'pickle'),
   },
   'io-images': {
     mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts'],
-    tests: t('image'),
+    // png-text / pil-resize-edges / image-processors: byte-exact PNG chunks, Pillow 9.4 CRCs, config forms (ms each).
+    tests: t('png-text', 'pil-resize-edges', 'image-processors', 'image'),
   },
   'io-tokenizer': {
     mutate: ['src/io/clip-tokenizer.ts'],
@@ -59,13 +61,14 @@ export const SLICES = {
   },
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
-    tests: t('single-file-keymap', 'original-checkpoint', 'original-controlnet'),
+    // original-checkpoint-options: options, metadata and refusals on sparse real-size headers (ms each).
+    tests: t('original-checkpoint-options', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
   },
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
     // vary-loop / text-to-image-loop: the sampling loops (and invert, common, progress) with a stand-in checkpoint,
     // milliseconds; the model-running files after them (each ~30 s a run: hours for the whole slice).
-    tests: t('vary-loop', 'text-to-image-loop', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
+    tests: t('vary-loop', 'text-to-image-loop', 'inject-pieces', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
       'train-aligner', 'train-attribute'),
   },
 };
