@@ -90,6 +90,11 @@ if (!inChild) {
     g.output('att_ref', op.reshape(op.transpose(attentionCore(split(q, d), split(k, d), split(v, 4), 0.7), [0, 2, 1, 3]), [b, n, heads * 4]));
     g.output('core', einsumAttentionCore(split(q, d), split(k, d), split(v, 4), 0.7, mask));
     g.output('core_ref', attentionCore(split(q, d), split(k, d), split(v, 4), 0.7, mask));
+    // keys shortened at run time (reference attention's keysIfUsed: the IR keeps the static length)
+    const end = g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([1n]) }, 'end');
+    const runtimeOne = (t: Value): Value => g.node('Slice', [t, g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([0n]) }, 'start'), end, g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([1n]) }, 'axis')], [{ shape: t.shape, dtype: t.dtype }])[0]!;
+    g.output('short', einsumAttention(q, runtimeOne(k), runtimeOne(v), heads, 0.7));
+    g.output('short_ref', op.reshape(op.transpose(attentionCore(split(q, d), split(op.slice(k, 1, 0, 1), d), split(op.slice(v, 1, 0, 1), 4), 0.7), [0, 2, 1, 3]), [b, n, heads * 4]));
     g.output('softmax', softmaxLastAxis(x));
     g.output('softmax_ref', op.softmax(x, -1));
     g.output('mean', meanLastAxis(x));
@@ -100,7 +105,7 @@ if (!inChild) {
     g.output('linear_ref', op.matmul(op.reshape(x, [-1, 5]), op.transpose(wl, [1, 0])));
     const feeds = { q: tensor([b, n, heads * d], fill(b * n * heads * d, 1)), k: tensor([b, m, heads * d], fill(b * m * heads * d, 2)), v: tensor([b, m, heads * 4], fill(b * m * heads * 4, 3)), x: tensor([2, 4, 5, 5], fill(200, 4)), w: tensor([6, 4, 3, 3], fill(216, 5)), wl: tensor([3, 5], fill(15, 6)), bias: tensor([6], fill(6, 7)) };
     const r = await runOnce(g, feeds);
-    for (const name of ['att', 'core', 'softmax', 'mean', 'conv', 'linear']) {
+    for (const name of ['att', 'short', 'core', 'softmax', 'mean', 'conv', 'linear']) {
       const got = r[name]!, want = r[`${name}_ref`]!;
       assert.deepEqual(got.shape, want.shape, name);
       let worst = 0;

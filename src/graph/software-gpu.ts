@@ -5,7 +5,7 @@
  * memory) costs it far more than the arithmetic: ONNX Runtime's tiled MatMul/Gemm/Conv, Softmax and Reduce*
  * kernels all do, so on tiny-sd15 a UNet call took ~10 s, ~3/4 of it in attention's MatMul and Softmax
  * (measured with session profiling). The same maths through kernels that loop per output element without
- * barriers (Einsum, GlobalMaxPool, grouped Conv, elementwise) is 10-15x faster there per attention. On a
+ * barriers (Einsum, grouped Conv, elementwise, Slice) is 10-15x faster there per attention. On a
  * real GPU the tiled kernels are the fast ones, so these forms are chosen only for a software adapter.
  * CPU graphs never use them.
  */
@@ -45,14 +45,28 @@ export function meanLastAxis(x: Value): Value {
 }
 
 /**
- * Softmax over the last axis: exp(x - max) / sum. The max is a GlobalMaxPool over [rows, 1, length] (the
- * length may be shorter at run time than the IR's shape, see keysIfUsed), the sum an Einsum.
+ * Max over the last axis (kept as size 1) as a tree of elementwise Max over the two halves, the second half taken
+ * from the end ([-h:]), so an odd width overlaps one element and a tensor shorter at run time (a single key, see
+ * keysIfUsed) still reduces correctly. ReduceMax and GlobalMaxPool cost SwiftShader 4-17x more.
  */
+function maxLastAxis(x: Value): Value {
+  const g = x.graph;
+  const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'slice');
+  let m = x;
+  for (let w = x.dim(-1); w > 1;) {
+    const h = Math.ceil(w / 2);
+    const shape = [...x.shape.slice(0, -1), h];
+    const head = g.node('Slice', [m, int64(0), int64(h), int64(-1)], [{ shape, dtype: x.dtype }])[0]!;
+    const tail = g.node('Slice', [m, int64(-h), int64(Number.MAX_SAFE_INTEGER), int64(-1)], [{ shape, dtype: x.dtype }])[0]!;
+    m = g.node('Max', [head, tail], [{ shape, dtype: x.dtype }])[0]!;
+    w = h;
+  }
+  return m;
+}
+
+/** Softmax over the last axis: exp(x - max) / sum, the max a tree of elementwise Max, the sum an Einsum. */
 export function softmaxLastAxis(x: Value): Value {
-  const lead = x.shape.slice(0, -1);
-  const rows = lead.reduce((a, b) => a * b, 1);
-  const max = x.graph.node('GlobalMaxPool', [reshapeRuntime(x, [rows, 1, -1])], [{ shape: [rows, 1, 1], dtype: x.dtype }])[0]!;
-  const e = op.exp(op.sub(x, op.reshape(max, [...lead, 1])));
+  const e = op.exp(op.sub(x, maxLastAxis(x)));
   return op.div(e, sumLastAxis(e));
 }
 
