@@ -263,7 +263,9 @@ test('each term\'s keys are cut at run time to one key when its weight is 0 in e
   const count: Record<string, number> = {};
   for (const n of g.nodes) count[n.op] = (count[n.op] ?? 0) + 1;
   assert.equal(engineDevice(), 'cpu');
-  // keys and values of A_own, A_ref and the concatenated softmax: six run-time lengths
-  assert.equal(count.ReduceMax, 6);
-  assert.equal(count.Slice, 6);
+  // one run-time length per weight input; keys and values of A_own, A_ref and each half of the concatenated
+  // softmax's, each cut from the whole batch by one Slice (no Gather of the rows first)
+  assert.equal(count.ReduceMax, 3);
+  assert.equal(count.Slice, 8);
+  assert.equal(count.Gather, 4, 'gathered: the attending row\'s queries, and the plain row\'s queries, keys and values');
 });

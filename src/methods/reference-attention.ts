@@ -111,14 +111,50 @@ export function sharedGroupNorm(referenceOf: readonly (number | null)[]): NonNul
  * enough. The IR keeps the static shape; only ONNX Runtime sees the shorter tensor (consumed by the fused kernel only).
  */
 function keysIfUsed(x: Value, weight: Value): Value {
-  // WebGPU's tiled attention splits heads with a reshape to the static length: keep every key there (the software
-  // adapter's Einsum attention reshapes keys with -1, so it takes the shorter tensor)
-  if (engineDevice() === 'webgpu' && !naiveKernels()) return x;
+  return rowKeysIfUsed(x, null, weight);
+}
+
+const keyLengths = new WeakMap<Graph, Map<string, Value>>();
+
+/** [n] when some row's weight is nonzero, else [1] (int64, for Slice); one per weight input and length in a graph. */
+function keyLength(weight: Value, n: number): Value {
+  const g = weight.graph;
+  let lengths = keyLengths.get(g);
+  if (!lengths) keyLengths.set(g, lengths = new Map());
+  const key = `${weight.name}:${n}`;
+  let end = lengths.get(key);
+  if (!end) {
+    const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'len');
+    const maxWeight = g.node('ReduceMax', [op.abs(weight)], [{ shape: [], dtype: 'float32' }], { keepdims: 0 })[0]!;
+    end = op.where(op.greater(maxWeight, 0), int64(n), int64(1));
+    lengths.set(key, end);
+  }
+  return end;
+}
+
+/**
+ * WebGPU's tiled attention splits heads with a reshape to the static length: keep every key there (the software
+ * adapter's Einsum attention reshapes keys with -1, so it takes the shorter tensor).
+ */
+function trimsKeys(): boolean {
+  return !(engineDevice() === 'webgpu' && !naiveKernels());
+}
+
+/**
+ * keysIfUsed(x[rows]) (rows: batch indices, null for all) in one copy: consecutive rows are cut by the Slice
+ * that cuts the keys (a Gather and a Slice each copy their whole input; at 64x64 that is 5 MB per row and copy).
+ */
+function rowKeysIfUsed(x: Value, rows: readonly number[] | null, weight: Value): Value {
+  if (!trimsKeys()) return rows ? op.gather(x, 0, rows) : x;
   const g = x.graph;
-  const int64 = (v: number): Value => g.constant({ dtype: 'int64', shape: [1], data: BigInt64Array.from([BigInt(v)]) }, 'len');
-  const maxWeight = g.node('ReduceMax', [op.abs(weight)], [{ shape: [], dtype: 'float32' }], { keepdims: 0 })[0]!;
-  const end = op.where(op.greater(maxWeight, 0), int64(x.dim(1)), int64(1));
-  return g.node('Slice', [x, int64(0), end, int64(1)], [{ shape: x.shape, dtype: x.dtype }])[0]!;
+  const int64 = (v: readonly number[]): Value => g.constant({ dtype: 'int64', shape: [v.length], data: BigInt64Array.from(v.map(BigInt)) }, 'len');
+  const end = keyLength(weight, x.dim(1));
+  if (rows === null || !rows.every((r, j) => r === rows[0]! + j)) {
+    const picked = rows ? op.gather(x, 0, rows) : x;
+    return g.node('Slice', [picked, int64([0]), end, int64([1])], [{ shape: picked.shape, dtype: x.dtype }])[0]!;
+  }
+  const ends = op.concat([int64([rows[0]! + rows.length]), end], 0);
+  return g.node('Slice', [x, int64([rows[0]!, 0]), ends, int64([0, 1])], [{ shape: [rows.length, ...x.shape.slice(1)], dtype: x.dtype }])[0]!;
 }
 
 /** [B, N, H*D] -> [B, N, H*(D+1)] with `value` as each head's last component (a logit offset of value * scale against a query column of 1). */
@@ -153,25 +189,29 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
       const { q, k, v, heads } = call;
       const pick = (x: Value, idx: number[]): Value => op.gather(x, 0, idx);
       const own = rows.map((x) => x.i), ref = rows.map((x) => x.r);
-      let qs = pick(q, own), ks = pick(k, own);
-      const vs = pick(v, own), vr = pick(v, ref);
-      let kr = pick(k, ref);
-      if (layout.queryKeyAdain) {
-        qs = adainTokens(qs, pick(q, ref));
-        ks = adainTokens(ks, kr);
-      }
-      if (keyScale !== 1) kr = op.mul(kr, keyScale);
+      // gathered rows are made only where something reads them (an unread node would still run)
+      const lazy = (f: () => Value): (() => Value) => { let x: Value | undefined; return () => (x ??= f()); };
+      const qs = layout.queryKeyAdain ? adainTokens(pick(q, own), pick(q, ref)) : pick(q, own);
+      const krRaw = lazy(() => pick(k, ref));
+      const ks = lazy(() => (layout.queryKeyAdain ? adainTokens(pick(k, own), krRaw()) : pick(k, own)));
+      const kr = lazy(() => (keyScale !== 1 ? op.mul(krRaw(), keyScale) : krRaw()));
+      const vs = lazy(() => pick(v, own)), vr = lazy(() => pick(v, ref));
       // out = w_ref A_ref + w_own A_own with w = fixed + soft * sigmoid(+-d) is exactly
       //   fixed_ref A_ref + fixed_own A_own + soft Y,  Y = one softmax over [ref (logits + shift); own] applied to [v_ref; v_own],
       // so every term is one fused attention (no [rows, heads, N, N] score tensor, no log-sum-exps), and a term
       // whose weight is 0 in every row runs on one key only (its length follows the weight inputs at run time):
       // Stratified Attention costs A_ref + A_own, concatenation costs Y. A_own is the plain kernel's own
       // output, so weights (0, 1, 0) are the plain model bit for bit.
-      const aOwn = call.plain(qs, keysIfUsed(ks, fixedOwn), keysIfUsed(vs, fixedOwn));
-      const aRef = call.plain(qs, keysIfUsed(kr, fixedRef), keysIfUsed(vr, fixedRef));
+      // Keys and values cut from the whole batch when nothing transforms them (one Slice per term, no Gather), and
+      // each half of Y's keys cut before the concatenation (a Stratified step concatenates 2 keys, not 2N twice).
+      const direct = !layout.queryKeyAdain && keyScale === 1 && trimsKeys();
+      const keysOf = (x: Value, picked: () => Value, idx: number[], w: Value): Value => (direct ? rowKeysIfUsed(x, idx, w) : keysIfUsed(picked(), w));
+      const aOwn = call.plain(qs, keysOf(k, ks, own, fixedOwn), keysOf(v, vs, own, fixedOwn));
+      const aRef = call.plain(qs, keysOf(k, kr, ref, fixedRef), keysOf(v, vr, ref, fixedRef));
+      const yValues = op.concat([keysOf(v, vr, ref, soft), keysOf(v, vs, own, soft)], 1);
       const y = shift
-        ? call.plain(withShiftColumn(qs, heads, 1), keysIfUsed(op.concat([withShiftColumn(kr, heads, shift / call.scale), withShiftColumn(ks, heads, 0)], 1), soft), keysIfUsed(op.concat([vr, vs], 1), soft))
-        : call.plain(qs, keysIfUsed(op.concat([kr, ks], 1), soft), keysIfUsed(op.concat([vr, vs], 1), soft));
+        ? call.plain(withShiftColumn(qs, heads, 1), op.concat([keysIfUsed(withShiftColumn(kr(), heads, shift / call.scale), soft), keysIfUsed(withShiftColumn(ks(), heads, 0), soft)], 1), yValues)
+        : call.plain(qs, op.concat([keysOf(k, kr, ref, soft), keysOf(k, ks, own, soft)], 1), yValues);
       const rowWeight = (w: Value): Value => op.reshape(w, [qs.dim(0), 1, 1]);
       const mixed = op.add(op.add(op.mul(aRef, rowWeight(fixedRef)), op.mul(aOwn, rowWeight(fixedOwn))), op.mul(y, rowWeight(soft)));
       // outputRows (rows dropped here): only those rows' outputs, e.g. no attention for a reference row nobody reads any more
@@ -181,7 +221,9 @@ export function referenceAttentionHooks(g: Graph, layout: ReferenceLayout): UNet
       if (plainOut.length === 0 && out.length === own.length && out.every((r, j) => r === own[j])) return mixed;
       const parts = [...plainOut, ...own];
       const plain = plainOut.length ? [call.plain(pick(q, plainOut), pick(k, plainOut), pick(v, plainOut))] : [];
-      return op.gather(op.concat([...plain, mixed], 0), 0, out.map((r) => parts.indexOf(r)));
+      const order = out.map((r) => parts.indexOf(r));
+      const joined = op.concat([...plain, mixed], 0);
+      return order.every((r, j) => r === j) ? joined : op.gather(joined, 0, order);
     },
   };
 }
