@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import type { Checkpoint } from '../src/components/checkpoint.js';
 import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
 import { InputError } from '../src/errors.js';
+import { configureEngine } from '../src/graph/session.js';
+import { repeatRows, samplesToImages } from '../src/pipelines/common.js';
 import type { ProgressEvent } from '../src/pipelines/progress.js';
 import { scaleByInitNoiseSigma, textToImage, type TextToImageOptions } from '../src/pipelines/text-to-image.js';
 import { createScheduler } from '../src/schedulers/index.js';
@@ -24,7 +26,7 @@ const f = Math.fround;
 
 interface Call { sample: number[][]; timestep: number; context: number[]; key: string; feeds: string[]; timestepCond?: number[] }
 
-function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidance?: boolean; nan?: boolean; decoded?: Tensor[]; vaeNan?: boolean } = {}): Checkpoint {
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidance?: boolean; nan?: boolean; decoded?: Tensor[]; vaeNan?: boolean; released?: string[]; encodeOpts?: unknown[] } = {}): Checkpoint {
   const conditional = o.conditional ?? true;
   const unet = {
     conditional, inChannels: conditional ? 1 : 3, sampleSize: conditional ? 2 : 4, embedsGuidance: o.embedsGuidance ?? false, config: { addition: null },
@@ -42,11 +44,12 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; embedsGuidanc
   };
   const vae = { scaleFactor: 8, async decode(t: Tensor) { o.decoded?.push(t); return { shape: [1, 3, 16, 16], data: new Float32Array(768).fill(o.vaeNan ? Number.NaN : t.data[0]! > 0 ? 0.5 : -0.5) }; } };
   const conditioner = {
-    async encode(texts: (string | null)[]) {
+    async encode(texts: (string | null)[], opts: unknown) {
+      o.encodeOpts?.push(opts);
       return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(texts.map((t) => { assert.ok(E.has(t), `text ${t}`); return E.get(t)!; })) }, undefined, ['cut'], null);
     },
   };
-  return { unet: () => unet, autoencoder: () => vae, conditioner: () => conditioner, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
+  return { unet: () => unet, autoencoder: () => vae, conditioner: () => conditioner, release: async (c: string) => { o.released?.push(c); }, schedulerConfig: () => ({ raw: CONFIG, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
 }
 
 const lat = (k: number, seed = 0, n = N): Tensor => ({ shape: n === N ? [k, 1, 2, 2] : [k, 3, 4, 4], data: Float32Array.from({ length: k * n }, (_, j) => Math.sin(2 + j + seed)) });
@@ -161,4 +164,28 @@ test('text-to-image loop: one-line errors', async () => {
   await err(run({ height: 4, latents: lat(1) }), '--height must be a positive integer of at least 8, got 4');
   await err(run({ width: 16.5, latents: lat(1) }), '--width must be a positive integer of at least 8, got 16.5');
   await err(run({ height: 12, latents: lat(1) }), '--height 12 is not divisible by 8 (the VAE\'s downsampling factor); try 8');
+});
+
+test('text-to-image loop: encoder options, one step, truncation only from encoding, low-memory releases, control image size; repeatRows, samplesToImages', async () => {
+  const encodeOpts: unknown[] = [];
+  await run({ latents: lat(1), negativePrompt2: 'n2', prompt2: 'p2', clipSkip: 2 }, fakeCheckpoint([], { encodeOpts }));
+  await run({ latents: lat(1), prompt2: 'p2', guidance: 1 }, fakeCheckpoint([], { encodeOpts }));
+  assert.deepEqual(encodeOpts, [{ clipSkip: 2, prompts2: ['n2', 'p2'] }, { clipSkip: undefined, prompts2: ['p2'] }]);
+  const one = await run({ latents: lat(1), steps: 1 });
+  assert.equal(one.calls.length, 1);
+  const emb = await run({ embeddings: { cond: { shape: [1, 1, 1], data: Float32Array.of(3) }, uncond: { shape: [1, 1, 1], data: Float32Array.of(7) } }, latents: lat(1) });
+  assert.deepEqual(emb.r.truncatedPrompts, []);
+  const released: string[] = [];
+  configureEngine({ lowMemory: true });
+  try { await run({ latents: lat(1) }, fakeCheckpoint([], { released })); } finally { configureEngine({ lowMemory: false }); }
+  assert.deepEqual(released, ['text_encoder', 'text_encoder_2', 'unet']);
+  // a control image tensor must be at the output size (16 x 16 pixels here)
+  await assert.rejects(run({ latents: lat(1), controls: [{ net: { id: 'c' } as never, image: { shape: [1, 3, 2, 2], data: new Float32Array(12) }, scale: 1 }] }),
+    (e: unknown) => e instanceof InputError && e.message === 'control image tensor has shape [1, 3, 2, 2] but this run needs [1, 3, 16, 16]');
+  const rr = repeatRows({ shape: [2, 1], data: Float32Array.of(1, 2) }, 3);
+  assert.deepEqual([rr.shape, Array.from(rr.data)], [[6, 1], [1, 2, 1, 2, 1, 2]]);
+  const im = samplesToImages({ shape: [1, 3, 1, 2], data: Float32Array.of(-1, 1, 0, 0.5, 1, -1) });
+  assert.deepEqual([im.length, im[0]!.width, im[0]!.height, Array.from(im[0]!.data)], [1, 2, 1, [0, 128, 255, 255, 191, 0]]);
+  assert.throws(() => samplesToImages({ shape: [1, 3, 1, 1], data: Float32Array.of(0, Number.NaN, 0) }),
+    (e: unknown) => e instanceof InputError && e.message === 'sampling produced NaN or infinite pixels');
 });

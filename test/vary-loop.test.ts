@@ -42,7 +42,7 @@ function encodeStandIn(px: Tensor): Tensor {
   return { shape: [1, 1, 2, 2], data: Float32Array.from([m, px.data[0]!, -m, 0.5]) };
 }
 
-function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean; encoded?: Tensor[]; released?: string[] } = {}): Checkpoint {
+function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean; encoded?: Tensor[]; released?: string[]; encodeOpts?: unknown[] } = {}): Checkpoint {
   const unet = {
     conditional: o.conditional ?? true,
     config: { inChannels: 1 },
@@ -57,12 +57,13 @@ function fakeCheckpoint(calls: Call[], o: { conditional?: boolean; nan?: boolean
       });
       const data = Float32Array.from(a.sample.data, (x, j) => (o.nan ? Number.NaN : 0.1 * x + 0.02 * a.encoderHiddenStates.data[Math.floor(j / n)]!));
       // InjectFusion's h-space tap: the stand-in's mid block is the sample itself.
-      return { noisePred: { shape: a.sample.shape, data }, extra: a.variant?.key === 'tap-mid-block' ? { mid_block: a.sample } : {} };
+      return { noisePred: { shape: a.sample.shape, data }, extra: (a.variant as { outputs?: string[] } | undefined)?.outputs?.includes('mid_block') ? { mid_block: a.sample } : {} };
     },
   };
   const vae = { scaleFactor: 8, async encodeToLatents(px: Tensor) { o.encoded?.push(px); return encodeStandIn(px); }, async decode(t: Tensor) { return { shape: [1, 3, 16, 16], data: new Float32Array(3 * 256).fill(t.data[0]! > 0 ? 0.5 : -0.5) }; } };
   const conditioner = {
-    async encode(texts: (string | null)[]) {
+    async encode(texts: (string | null)[], opts: unknown) {
+      o.encodeOpts?.push(opts);
       const data = texts.map((t) => { assert.ok(E.has(t), `unexpected text ${t}`); return E.get(t)!; });
       return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: Float32Array.from(data) }, undefined, [], null);
     },
@@ -365,4 +366,15 @@ test('low-memory mode: each phase releases its components; report / referenceAtS
   assert.deepEqual([r2.width, r2.height, w], [16, 16, ['reference image is 20x24; resized to 16x16']]);
   const r3 = referenceAtSize({ ...reference }, 8, 16, 8);
   assert.deepEqual([r3.width, r3.height], [16, 8]);
+});
+
+test('vary and invert pass the second encoder\'s prompts (SDXL) to the conditioner', async () => {
+  const encodeOpts: unknown[] = [];
+  await runVary({ method: inDetailIP(STEPS), inversion: undefined, inversionGuidance: 2, prompts: ['a', 'b'], prompt2: 'p2', negativePrompt2: 'n2', latents: noiseOf(2) }, fakeCheckpoint([], { encodeOpts }));
+  // the inversion [uncond, cond], then vary's texts [negative, inversion prompt, "", prompts...]
+  assert.deepEqual(encodeOpts, [{ prompts2: [undefined, undefined] }, { prompts2: ['n2', undefined, undefined, 'p2', 'p2'] }]);
+  const inv: unknown[] = [];
+  await invert(fakeCheckpoint([], { encodeOpts: inv }), chain[0]!, { prompt: 'inv', prompt2: 'q2', steps: STEPS });
+  await invert(fakeCheckpoint([], { encodeOpts: inv }), chain[0]!, { prompt: 'inv', prompt2: 'q2', steps: STEPS, guidance: 3 });
+  assert.deepEqual(inv, [{ prompts2: ['q2'] }, { prompts2: [undefined, 'q2'] }]);
 });
