@@ -62,7 +62,7 @@ export const SLICES = {
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
     // original-checkpoint-options: options, metadata and refusals on sparse real-size headers (ms each).
-    tests: t('original-checkpoint-options', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
+    tests: t('original-checkpoint-options', 'original-controlnet-header', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
   },
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
