@@ -18,12 +18,13 @@ import { unetStepInt8 } from './unet-step-int8.js';
 import { vaeDecodeInt8 } from './vae-decode-int8.js';
 import { vaeDecodeMeasure } from './vae-decode.js';
 import { varyStepRatioMeasure } from './vary-step-ratio.js';
+import { unetRowsRatioMeasure } from './unet-rows-ratio.js';
 
 export const MEASURES: readonly Measure[] = [
   // the contract's measures
   matmulCeiling, unetStep, vaeDecodeMeasure, textEncode,
   // whole pipeline, and ratios against the plain CFG step
-  pipelineT2i, varyStepRatioMeasure, controlnetStepRatio, taesdDecodeRatioMeasure,
+  pipelineT2i, varyStepRatioMeasure, unetRowsRatioMeasure, controlnetStepRatio, taesdDecodeRatioMeasure,
   // --precision int8 against float32 (issue 15)
   unetStepInt8, controlnetStepInt8, vaeDecodeInt8,
   // from files
