@@ -66,9 +66,10 @@ export const SLICES = {
   },
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
-    // vary-loop / text-to-image-loop: the sampling loops (and invert, common, progress) with a stand-in checkpoint,
-    // milliseconds; the model-running files after them (each ~30 s a run: hours for the whole slice).
-    tests: t('vary-loop', 'text-to-image-loop', 'inject-pieces', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
+    // vary-loop / text-to-image-loop / h-space-loop: the sampling loops (and invert, common, progress, h-space,
+    // inject) with a stand-in checkpoint, milliseconds; the model-running files after them (each ~30 s a run: hours
+    // for the whole slice).
+    tests: t('vary-loop', 'text-to-image-loop', 'h-space-loop', 'inject-pieces', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
       'train-aligner', 'train-attribute'),
   },
 };
