@@ -237,8 +237,13 @@ test('inject loop: defaults (t_edit 400, gamma 0.5, t_noise 200, no dt_lambda be
   const px = Array.from(r.latents.data.subarray(0, 16), (v) => Math.round(Math.min(Math.max(v / 2 + 0.5, 0), 1) * 255));
   assert.deepEqual([r.images[0]!.width, r.images[0]!.height, r.images[0]!.data[0], r.images[0]!.data[3]], [4, 4, px[0], px[1]]);
   assert.deepEqual(r.truncatedPrompts, []);
-  // same size content: no warning
+  // same size content: no warning; one side different: resized
   assert.deepEqual((await runInject({})).warnings, []);
+  assert.deepEqual((await runInject({ content: img(2, 4, 2) })).warnings, ["content image is 2x4; resized to the original's 4x4"]);
+  assert.deepEqual((await runInject({ content: img(4, 2, 2) })).warnings, ["content image is 4x2; resized to the original's 4x4"]);
+  // no onWarning: the warnings are dropped, not a TypeError
+  const quiet = await runInject({ content: img(2, 2, 2), tEdit: 999, onWarning: undefined });
+  assert.equal(quiet.r.images.length, 1);
 });
 
 test('inject loop: gamma ramp over every step from t_edit 0, a mask image, dt_lambda from dt_end on injected steps only, t_noise; omega', async () => {
@@ -247,6 +252,9 @@ test('inject loop: gamma ramp over every step from t_edit 0, a mask image, dt_la
   await expectInject(a.calls, a.r.latents, { gammas: { 667: 0, 334: 0.4, 1: 0.8 }, mask: new Array(4).fill(Math.fround(76 / 255)), eta: (t) => (t <= 500 ? 1 : 0), dt: (t) => (t === 334 ? 0.5 : 1) });
   const b = await runInject({ tEdit: 334, gamma: 0.3, omega: 0.7, tNoise: 0 });
   await expectInject(b.calls, b.r.latents, { gammas: { 667: 0.3, 334: 0.3 }, omega: 0.7, eta: (t) => (t <= 0 ? 1 : 0), dt: () => 1 });
+  // eta 1 at t = t_noise itself
+  const e = await runInject({ tNoise: 334 });
+  await expectInject(e.calls, e.r.latents, { gammas: { 667: 0.5 }, eta: (t) => (t <= 334 ? 1 : 0), dt: () => 1 });
   const c = await runInject({ tEdit: 999 });
   assert.deepEqual(c.warnings, ['no step has t >= --t-edit 999: nothing is injected']);
   await expectInject(c.calls, c.r.latents, { gammas: {}, eta: (t) => (t <= 200 ? 1 : 0), dt: () => 1 });
