@@ -131,6 +131,24 @@ if (!inChild) {
     assert.equal(r.status, 0, `WebGPU child run failed:\n${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /✔ webgpu: UNet call/, `the WebGPU tests did not run in the child:\n${r.stdout}`);
   });
+
+  // Real GPUs get the tiled kernels (MatMul, Softmax, fused conv layouts); SwiftShader gets barrier-free forms by
+  // default (src/graph/software-gpu.ts). One UNet call in the tiled form keeps the real-GPU graph under parity in CI.
+  test('WebGPU parity of the real-GPU (tiled) graph forms: one UNet call on SwiftShader with VISPROMPT_WEBGPU_KERNELS=tiled', { skip }, () => {
+    const self = fileURLToPath(import.meta.url);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      VISPROMPT_WEBGPU_CHILD: '1',
+      VISPROMPT_WEBGPU_KERNELS: 'tiled',
+      VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICD,
+      XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? os.tmpdir(),
+    };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-name-pattern=webgpu: UNet call', self], { env, encoding: 'utf8', timeout: 600_000 });
+    console.log(`${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /webgpu|✔|✖|not ok|Error|err/i.test(l)).join('\n'));
+    assert.equal(r.status, 0, `WebGPU tiled child run failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /✔ webgpu: UNet call/, `the tiled UNet call did not run in the child:\n${r.stdout}`);
+  });
 } else {
   // scripts/gpu-check.sh reruns this subset on CUDA with VISPROMPT_PARITY_DEVICE=cuda (same goldens, same bounds).
   // VISPROMPT_PARITY_DEVICE=cpu runs the same checks on the CPU provider (the CPU's own errors, for the bound's statement).
