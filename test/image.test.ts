@@ -9,6 +9,7 @@ import { FileFormatError, InputError } from '../src/errors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { crc32, encodePNG, parsePNGText, readImageRGB, readPNGText, writePNG, type RGBImage } from '../src/io/image.js';
+import { LCG_H, LCG_W, lcgImageBytes } from './lcg-image.js';
 import { pilResize, precomputeCoeffs, type PILResample } from '../src/io/pil-resize.js';
 import { CLIPImageProcessor, centerCrop, parseCLIPImageProcessorConfig, shortestEdgeSize } from '../src/io/clip-image-processor.js';
 import { VaeImageProcessor, checkDivisible, numpyToPil, roundHalfEven } from '../src/io/vae-image-processor.js';
@@ -212,10 +213,8 @@ test('PIL resize: identity, nearest, box averages, antialiased support', () => {
 
 test('PIL resize of every filter, down/up/one-axis/box, matches Pillow 9.4 (CRC32 of the output bytes)', () => {
   // 23x17 RGB from an LCG; the CRCs come from Pillow 9.4.0's Image.frombytes(...).resize((w, h), resample, box).tobytes()
-  const w = 23, h = 17;
-  const data = new Uint8Array(w * h * 3);
-  let s = 42;
-  for (let i = 0; i < data.length; i++) { s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff; data[i] = (s >> 16) & 255; }
+  const w = LCG_W, h = LCG_H;
+  const data = lcgImageBytes();
   assert.equal(crc32(data), 1526629162);
   const box = [2.5, 1.25, 20.0, 16.5] as const;
   const cases: [PILResample, number, number, typeof box | undefined, number][] = [

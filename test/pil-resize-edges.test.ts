@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 } from '../src/io/image.js';
+import { LCG_H, LCG_W, lcgImageBytes } from './lcg-image.js';
 import { pilResize, type PILResample, type PixelImage, type ResizeBox } from '../src/io/pil-resize.js';
 
 // 4x2 RGB, pixel (x, y) = [10y + x, 100 + 10y + x, 200 + 10y + x]
@@ -75,10 +76,8 @@ test('every filter against Pillow 9.4 where the passes may be skipped or taps la
   // The 23x17 LCG image of image.test.ts; CRCs from Pillow 9.4.0: Image.frombytes('RGB', (23, 17), data)
   // .resize((w, h), resample, box).tobytes(). Same-size boxes with one offset edge (one pass only), exact 2x / 4x
   // up- and downscales (taps at the filters' support edges), a 3x2 thumbnail (taps clipped at the image border).
-  const w = 23, h = 17;
-  const data = new Uint8Array(w * h * 3);
-  let s = 42;
-  for (let i = 0; i < data.length; i++) { s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff; data[i] = (s >> 16) & 255; }
+  const w = LCG_W, h = LCG_H;
+  const data = lcgImageBytes();
   assert.equal(crc32(data), 0x5afe832a);
   const cases: [PILResample, number, number, ResizeBox | undefined, number][] = [
     ['box', 23, 17, [0.5, 0, 23, 17], 0x5afe832a],
