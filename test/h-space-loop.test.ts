@@ -16,6 +16,7 @@ import { hSpaceSample, hSpaceShape, type HSpaceSamplingOptions } from '../src/pi
 import { inject, type InjectOptions } from '../src/pipelines/inject.js';
 import type { ProgressEvent } from '../src/pipelines/progress.js';
 import type { Tensor } from '../src/tensor.js';
+import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
 
 // 4 training timesteps: 2 steps run t = 2 then t = 0 (alpha_prev = 1 at the last step).
 const CONFIG = { num_train_timesteps: 4, trained_betas: [0.1, 0.2, 0.3, 0.4], clip_sample: false, set_alpha_to_one: true, steps_offset: 0, prediction_type: 'epsilon', timestep_spacing: 'leading' };
@@ -162,9 +163,9 @@ test('h-space loop: NaN error, abort after an edited step, pixel previews of eac
 const SD = { _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', clip_sample: false, set_alpha_to_one: false, steps_offset: 1 };
 const mid = (row: number[], t: number) => row.slice(0, 12).map((v) => Math.fround(v + t / 1000));
 
-function injectCheckpoint(calls: Call[]): Checkpoint {
+function injectCheckpoint(calls: Call[], latent?: { texts: (string | null)[][]; decoded: number[] }): Checkpoint {
   const unet = {
-    conditional: false,
+    conditional: latent !== undefined,
     arch: { unet: { blockOutChannels: [2, 3] } },
     async run(a: { sample: Tensor; timestep: number; variant?: { key: string }; feeds?: Record<string, Tensor> }) {
       const b = a.sample.shape[0]!, n = a.sample.data.length / b;
@@ -183,7 +184,14 @@ function injectCheckpoint(calls: Call[]): Checkpoint {
       return { noisePred: { shape: a.sample.shape, data }, extra };
     },
   };
-  return { unet: () => unet, isPixelSpace: () => true, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
+  // The latent stand-in: a 32 x 32 image's every 8th pixel as [1, 3, 4, 4] latents; text values 0.
+  const vae = {
+    scaleFactor: 8,
+    async encodeToLatents(px: Tensor) { return { shape: [1, 3, 4, 4], data: Float32Array.from({ length: 48 }, (_, j) => px.data[Math.floor(j / 16) * 1024 + Math.floor((j % 16) / 4) * 256 + (j % 4) * 8]!) }; },
+    async decode(t: Tensor) { latent?.decoded.push(t.data[0]!); return { shape: [1, 3, 32, 32], data: new Float32Array(3 * 1024).fill(0.5) }; },
+  };
+  const conditioner = { async encode(texts: (string | null)[]) { latent?.texts.push(texts); return new PromptEmbeddings({ shape: [texts.length, 1, 1], data: new Float32Array(texts.length) }, undefined, [], null); } };
+  return { unet: () => unet, vae: () => vae, autoencoder: () => vae, conditioner: () => conditioner, isPixelSpace: () => latent === undefined, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }) } as unknown as Checkpoint;
 }
 
 const img = (w: number, h: number, seed: number): RGBImage => ({ width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 37 + seed * 11) % 256) } as RGBImage);
@@ -260,6 +268,17 @@ test('inject loop: gamma ramp over every step from t_edit 0, a mask image, dt_la
   await expectInject(c.calls, c.r.latents, { gammas: {}, eta: (t) => (t <= 200 ? 1 : 0), dt: () => 1 });
   const d = await runInject({ tEdit: 667, dtEnd: 667 });
   await expectInject(d.calls, d.r.latents, { gammas: { 667: 0.5 }, eta: (t) => (t <= 200 ? 1 : 0), dt: (t) => (t === 667 ? 0.9985 : 1) });
+});
+
+test('inject loop, latent model: VAE latents, the prompt (default "") conditions both inversions, decoded output', async () => {
+  for (const [prompt, want] of [['a cat', 'a cat'], [undefined, '']] as const) {
+    const lat = { texts: [] as (string | null)[][], decoded: [] as number[] };
+    const r = await inject(injectCheckpoint([], lat), { original: img(32, 32, 1), content: img(32, 32, 2), prompt, steps: 3, noise: new TorchGenerator(3) });
+    assert.deepEqual(lat.texts, [[want], [want]]);
+    assert.deepEqual(r.latents.shape, [1, 3, 4, 4]);
+    assert.deepEqual(lat.decoded, [r.latents.data[0]]);
+    assert.deepEqual([r.images.length, r.images[0]!.width, r.images[0]!.height, r.images[0]!.data[0]], [1, 32, 32, 191]);
+  }
 });
 
 test('inject loop: one-line errors and cancellation in each phase', async () => {
