@@ -38,6 +38,7 @@ export default {
   jsonReporter: { fileName: `reports/mutation/${report}.json` },
   htmlReporter: { fileName: `reports/mutation/${report}.html` },
   thresholds: { high: 90, low: 85, break: null },
-  tempDirName: '.stryker-tmp',
+  // One sandbox folder per report, so two slices can run at once without one's clean-up removing the other's.
+  tempDirName: `.stryker-tmp/${report}`,
   cleanTempDir: true,
 };
