@@ -51,13 +51,15 @@ export const SLICES = {
     tests: t('safetensors', 'pickle'),
   },
   'io-images': {
-    mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts'],
-    // png-text / pil-resize-edges / image-processors: byte-exact PNG chunks, Pillow 9.4 CRCs, config forms (ms each).
-    tests: t('png-text', 'pil-resize-edges', 'image-processors', 'image'),
+    mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts', 'src/io/torch-nearest.ts'],
+    // png-text / pil-resize-edges / image-processors: byte-exact PNG chunks, Pillow 9.4 CRCs, config forms (ms each);
+    // torch-nearest: torch's nearest indices in float32 (eval-baselines pins them too, but runs models).
+    tests: t('torch-nearest', 'png-text', 'pil-resize-edges', 'image-processors', 'image'),
   },
   'io-tokenizer': {
-    mutate: ['src/io/clip-tokenizer.ts'],
-    tests: t('tokenizer-config', 'tokenizer'),
+    // caption-jsonl: the other text input of src/io (training / benchmark caption files), a few ms.
+    mutate: ['src/io/clip-tokenizer.ts', 'src/io/caption-jsonl.ts'],
+    tests: t('tokenizer-edges', 'caption-jsonl', 'tokenizer-config', 'tokenizer'),
   },
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
