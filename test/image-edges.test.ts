@@ -15,6 +15,7 @@ import { FileFormatError } from '../src/errors.js';
 import { crc32, insertPNGText, parsePNGText, readImageRGB } from '../src/io/image.js';
 import { pilResize, type PixelImage } from '../src/io/pil-resize.js';
 import { CLIP_IMAGE_PROCESSOR_DEFAULTS, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from '../src/io/clip-image-processor.js';
+import { VaeImageProcessor, numpyToPil } from '../src/io/vae-image-processor.js';
 
 /** A PNG assembled per the spec: IHDR, one IDAT of the rows (filter byte 0 each) when given, IEND. */
 function png(width: number, height: number, depth: number, colourType: number, rows?: Buffer[]): Buffer {
@@ -124,6 +125,22 @@ test("transformers' CLIPImageProcessor defaults, written out", () => {
     image_std: [0.26862954, 0.26130258, 0.27577711],
     do_convert_rgb: true,
   });
+});
+
+test('VAE postprocess and numpy_to_pil on a batch of two: layout, clamping, rounding, do_normalize off, shape checks', () => {
+  // [2, 3, 1, 2] -> [2, 1, 2, 3]: out[b, 0, i, ch] = in[b, ch, 0, i] / 2 + 0.5, clamped to [0, 1], NaN kept.
+  const x = Float32Array.from([-3, 3, 0, -0.5, NaN, 0.5, /* image 1 */ 1, -1, 0.25, 2, -2, 0]);
+  const np = new VaeImageProcessor().postprocessNp({ shape: [2, 3, 1, 2], data: x });
+  assert.deepEqual(np.shape, [2, 1, 2, 3]);
+  assert.deepEqual([...np.data], [0, 0.5, NaN, 1, 0.25, 0.75, /* image 1 */ 1, 0.625, 0, 0, 1, 0.5]);
+  const raw = new VaeImageProcessor({ do_normalize: false }).postprocessNp({ shape: [2, 3, 1, 2], data: x });
+  assert.deepEqual([...raw.data], [-3, 0, NaN, 3, -0.5, 0.5, /* image 1 */ 1, 0.25, -2, -1, 2, 0]);
+  // (x * 255).round() in float32, half to even; out of [0, 1] clipped (numpy would wrap), NaN -> 0.
+  const imgs = numpyToPil({ shape: [2, 1, 2, 3], data: Float32Array.from([0, 0.5, 1, -0.1, 1.2, NaN, 0.2, 0.4, 0.6, 0.8, 1 / 255, 0.9]) });
+  assert.equal(imgs.length, 2);
+  assert.deepEqual(imgs.map((im) => [im.width, im.height, ...im.data]), [[2, 1, 0, 128, 255, 0, 255, 0], [2, 1, 51, 102, 153, 204, 1, 230]]);
+  assert.throws(() => numpyToPil({ shape: [1, 1, 1, 3, 1], data: new Float32Array(3) }), { message: 'numpyToPil: expected [B, H, W, 3], got [1, 1, 1, 3, 1]' });
+  assert.throws(() => new VaeImageProcessor().postprocess({ shape: [1, 3, 1, 1, 1], data: new Float32Array(3) }), { message: 'VaeImageProcessor.postprocess: expected [B, 3, H, W], got [1, 3, 1, 1, 1]' });
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
