@@ -64,8 +64,9 @@ export const SLICES = {
   },
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
-    // original-checkpoint-options: options, metadata and refusals on sparse real-size headers (ms each).
-    tests: t('original-checkpoint-options', 'original-controlnet-header', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
+    // reads / layouts / inference / options: hand-built files and sparse headers (ms each), before the model-running files.
+    tests: t('original-checkpoint-reads', 'original-controlnet-layouts', 'original-controlnet-header', 'original-checkpoint-inference',
+      'original-checkpoint-options', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
   },
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
