@@ -47,8 +47,9 @@ export const SLICES = {
   'io-formats': {
     mutate: ['src/io/safetensors.ts', 'src/io/f32-mirror.ts', 'src/io/open-file.ts', 'src/io/zip.ts', 'src/io/pickle.ts', 'src/io/torch-checkpoint.ts', 'src/io/tensor-file.ts',
       'src/io/weights.ts'],
-    // pickle.test is library-only parsing and refusals (its pipeline goldens and CLI runs are pickle-pipeline.test).
-    tests: t('safetensors', 'pickle'),
+    // Hand-built safetensors / zip / pickle / torch layouts first (ms each); pickle.test (torch-made fixtures) last.
+    // Its slow checks (whole-model .bin folders, the 10M-visit memo DAG) live in pickle-pipeline.test, not here.
+    tests: t('safetensors-header', 'zip-directory', 'pickle-opcodes', 'torch-layout', 'weights-source', 'safetensors', 'pickle'),
   },
   'io-images': {
     mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts', 'src/io/torch-nearest.ts'],

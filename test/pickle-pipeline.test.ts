@@ -2,7 +2,9 @@
  * Pickled single files through the pipeline and the CLI (split out of pickle.test.ts, which keeps the pure parsing
  * and refusal tests: those are the mutation slice `io-formats`' fast tests). Here: a pickled single-file checkpoint
  * with --config equals the diffusers folder's golden (SD 1.5 and SDXL), and `visprompt inspect` / `generate` on
- * pickles (exit codes, one error line, nothing executed).
+ * pickles (exit codes, one error line, nothing executed); and the slow library checks moved out of pickle.test.ts
+ * (that file is the io-formats mutation slice's, run once per surviving mutant): a diffusers folder of .bin weights,
+ * every weight of tiny-sd15.ckpt against its folder, the memo DAG cut off at the 10M-visit budget.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +13,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
-import { toOriginalLayout } from '../src/io/original-checkpoint.js';
+import { FileFormatError } from '../src/errors.js';
+import { openOriginalCheckpoint, toOriginalLayout } from '../src/io/original-checkpoint.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import { openTensorFile } from '../src/io/tensor-file.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
-import type { Tensor } from '../src/tensor.js';
+import { maxAbsDiff, type Tensor } from '../src/tensor.js';
 import { FIXTURES, close, golden, goldenPath, modelDir } from './helpers.js';
-import { writeTorchZip } from './torch-writer.js';
+import { op, writePickleZip, writeTorchLegacy, writeTorchZip } from './torch-writer.js';
 
 const DIR = path.join(FIXTURES, 'models', 'tiny-pickles');
 const GOLD = path.join(FIXTURES, 'goldens', 'tiny-pickles');
@@ -98,4 +102,67 @@ test('visprompt inspect prints {name, dtype, shape} for pickles and safetensors;
   const bad = run(['inspect', path.join(tmp, 'cut.bin')]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr.trim(), /^error: .*cut\.bin: not a readable torch zip checkpoint/);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Slow library checks (moved from pickle.test.ts)
+
+/** A refusal: a FileFormatError naming the file, on one line, matching `re`. */
+function refused(fn: () => unknown, file: string, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
+    assert.equal(e.file, file);
+    assert.ok(!e.message.includes('\n'), `multi-line message: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+test('a diffusers folder holding pytorch .bin weights (single or sharded) loads them (weights-only)', () => {
+  const dir = path.join(tmp, 'unet-bin');
+  fs.mkdirSync(dir);
+  const st = SafetensorsFile.open(path.join(modelDir('tiny-sd15'), 'unet', 'diffusion_pytorch_model.safetensors'));
+  const entries = Object.fromEntries([...st.tensors.values()].map((i) => [i.name, { dtype: i.dtype, shape: i.shape, data: st.readBytes(i.name) }]));
+  writeTorchZip(path.join(dir, 'diffusion_pytorch_model.bin'), entries);
+  const src = openComponentWeights(dir);
+  for (const i of st.tensors.values()) assert.equal(maxAbsDiff(src.read(i.name), st.readFloat32(i.name)), 0, i.name);
+  // Sharded: pytorch_model.bin.index.json over two shards (one of them legacy format).
+  const sharded = path.join(tmp, 'unet-sharded');
+  fs.mkdirSync(sharded);
+  const names = Object.keys(entries);
+  const half = names.length >> 1;
+  writeTorchZip(path.join(sharded, 'pytorch_model-00001-of-00002.bin'), Object.fromEntries(names.slice(0, half).map((n) => [n, entries[n]!])));
+  writeTorchLegacy(path.join(sharded, 'pytorch_model-00002-of-00002.bin'), Object.fromEntries(names.slice(half).map((n) => [n, entries[n]!])));
+  fs.writeFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: Object.fromEntries(names.map((n, i) => [n, `pytorch_model-0000${i < half ? 1 : 2}-of-00002.bin`])) }));
+  const sh = openComponentWeights(sharded);
+  assert.equal([...sh.keys()].length, names.length);
+  for (const i of st.tensors.values()) assert.equal(maxAbsDiff(sh.read(i.name), st.readFloat32(i.name)), 0, i.name);
+  fs.writeFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: { [names[0]!]: 'pytorch_model-00002-of-00002.bin' } }));
+  refused(() => openComponentWeights(sharded), path.join(sharded, 'pytorch_model-00002-of-00002.bin'), /lists tensor .* here but the file does not hold it/);
+  st.close();
+});
+
+test('tiny-sd15.ckpt: every UNet/VAE/text-encoder weight equals the diffusers folder it was converted from', () => {
+  const ck = openOriginalCheckpoint(path.join(DIR, 'tiny-sd15.ckpt'));
+  let n = 0;
+  for (const part of ['unet', 'vae', 'text_encoder'] as const) {
+    const src = ck[part]!.weights();
+    const folder = openComponentWeights(path.join(modelDir('tiny-sd15'), part));
+    for (const k of src.keys()) {
+      assert.equal(maxAbsDiff(src.read(k), folder.read(k)), 0, `${part} ${k}`);
+      n++;
+    }
+  }
+  ck.close();
+  assert.ok(n > 700, `${n} weights compared`);
+});
+
+test('an exponential DAG through the memo (each list holds the previous one twice) is cut off, not walked', () => {
+  // Its own test: walking up to the visit budget takes seconds, the other refusals milliseconds.
+  const parts = [op.proto(), op.emptyList(), Buffer.from([0x71, 0])];
+  for (let i = 1; i < 40; i++) parts.push(op.emptyList(), Buffer.from([0x71, i]), op.mark(), Buffer.from([0x68, i - 1, 0x68, i - 1]), Buffer.from('e'), Buffer.from('0'));
+  parts.push(Buffer.from([0x68, 39]), op.stop());
+  const dag = path.join(tmp, 'dag.pt');
+  writePickleZip(dag, Buffer.concat(parts));
+  refused(() => openTensorFile(dag), dag, /more than \d+ references/);
 });

@@ -193,7 +193,7 @@ export function unpickle(buf: Uint8Array, opts: UnpickleOptions, start = 0): { v
   const utf8 = (n: number | bigint, what: string): string => Buffer.from(bytes(n, what)).toString('utf8');
   const line = (what: string): string => {
     let end = pos;
-    while (end < buf.length && end - pos <= MAX_GLOBAL_LINE && buf[end] !== 0x0a) end++;
+    while (end < buf.length && end - pos < MAX_GLOBAL_LINE && buf[end] !== 0x0a) end++; // (a line of MAX bytes ends at pos + MAX)
     if (end >= buf.length) throw new PickleTruncated(file, `refused pickle${at}: ${what} at byte ${pos} runs past the end of the data (truncated)`);
     if (buf[end] !== 0x0a) fail(`${what} at byte ${pos} is not a newline-terminated line of at most ${MAX_GLOBAL_LINE} bytes`);
     const s = Buffer.from(buf.subarray(pos, end)).toString('utf8');

@@ -124,7 +124,7 @@ export function openShardedTensorFiles(indexPath: string): TensorSource {
   } catch (e) {
     throw new FileFormatError(indexPath, `cannot read shard index (${(e as Error).message})`);
   }
-  const map = index.weight_map;
+  const map = index?.weight_map; // (a file holding just `null` is JSON too)
   if (!map || typeof map !== 'object' || Array.isArray(map)) throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
   const dir = path.dirname(indexPath);
   const shards = new Map<string, TensorFileSource>();

@@ -160,8 +160,11 @@ export function openSharded(indexPath: string): SafetensorsSource {
   } catch (e) {
     throw new FileFormatError(indexPath, `cannot read shard index (${(e as Error).message})`);
   }
-  if (!index.weight_map || typeof index.weight_map !== 'object') throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
+  if (!index?.weight_map || typeof index.weight_map !== 'object') throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
   const dir = path.dirname(indexPath);
+  for (const [key, f] of Object.entries(index.weight_map as Record<string, unknown>)) {
+    if (typeof f !== 'string') throw new FileFormatError(indexPath, `shard ${JSON.stringify(f)} is not a file name in ${dir}`, key);
+  }
   const files = [...new Set(Object.values(index.weight_map))].map((f) => SafetensorsFile.open(path.join(dir, f)));
   for (const [key, file] of Object.entries(index.weight_map)) {
     const f = files.find((x) => path.basename(x.path) === file);
