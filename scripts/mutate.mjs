@@ -49,7 +49,7 @@ export const SLICES = {
       'src/io/weights.ts'],
     // Hand-built safetensors / zip / pickle / torch layouts first (ms each); pickle.test (torch-made fixtures) last.
     // Its slow checks (whole-model .bin folders, the 10M-visit memo DAG) live in pickle-pipeline.test, not here.
-    tests: t('safetensors-header', 'zip-directory', 'pickle-opcodes', 'torch-layout', 'weights-source', 'safetensors', 'pickle'),
+    tests: t('safetensors-header', 'zip-directory', 'pickle-opcodes', 'torch-layout', 'weights-source', 'io-format-edges', 'safetensors', 'pickle'),
   },
   'io-images': {
     mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts', 'src/io/torch-nearest.ts'],

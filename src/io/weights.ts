@@ -163,7 +163,7 @@ export function openSharded(indexPath: string): SafetensorsSource {
   if (!index?.weight_map || typeof index.weight_map !== 'object') throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
   const dir = path.dirname(indexPath);
   for (const [key, f] of Object.entries(index.weight_map as Record<string, unknown>)) {
-    if (typeof f !== 'string') throw new FileFormatError(indexPath, `shard ${JSON.stringify(f)} is not a file name in ${dir}`, key);
+    if (typeof f !== 'string' || f.includes('/') || f.includes('\\')) throw new FileFormatError(indexPath, `shard ${JSON.stringify(f)} is not a file name in ${dir}`, key);
   }
   const files = [...new Set(Object.values(index.weight_map))].map((f) => SafetensorsFile.open(path.join(dir, f)));
   for (const [key, file] of Object.entries(index.weight_map)) {
