@@ -65,8 +65,8 @@ export const SLICES = {
   },
   'io-keymaps': {
     mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
-    // reads / layouts / inference / options: hand-built files and sparse headers (ms each), before the model-running files.
-    tests: t('original-checkpoint-reads', 'original-controlnet-layouts', 'original-controlnet-header', 'original-checkpoint-inference',
+    // reads / layouts / writer / inference / options: hand-built files and sparse headers (ms each), before the model-running files.
+    tests: t('original-checkpoint-reads', 'original-controlnet-layouts', 'original-layout-writer', 'original-controlnet-header', 'original-checkpoint-inference',
       'original-checkpoint-options', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),
   },
   pipelines: {
