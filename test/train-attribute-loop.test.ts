@@ -1,0 +1,112 @@
+/**
+ * The Asyrp attribute-network training loop (src/pipelines/train-attribute.ts) on a pixel-space stand-in checkpoint
+ * whose UNet call is a known function (so the inversions cost nothing) but whose weights are tiny-ddpm's (the
+ * objective differentiates through them), with tiny-clip's image tower and stand-in text features. The loop is
+ * written out here (direction, per-image timestep picks from the seeded generator, the default init by hand, Adam on
+ * the objective) and must give the same losses, weights, metadata and progress. A few seconds.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openCheckpoint, type Checkpoint } from '../src/components/checkpoint.js';
+import { CLIPModel } from '../src/components/clip-model.js';
+import { writePNG, type RGBImage } from '../src/io/image.js';
+import { readAllFloat32, SafetensorsFile } from '../src/io/safetensors.js';
+import { asyrpLossAndGrads, type DeltaParams } from '../src/methods/asyrp-training.js';
+import { towerOfCLIPModel } from '../src/methods/clip-guidance.js';
+import { NativeGaussian } from '../src/noise/gaussian.js';
+import { invert } from '../src/pipelines/invert.js';
+import { initialDeltaBlock, trainAttribute } from '../src/pipelines/train-attribute.js';
+import { Adam } from '../src/training/optimizers.js';
+import type { Tensor } from '../src/tensor.js';
+import { modelDir } from './helpers.js';
+
+const SD = { _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', clip_sample: false, set_alpha_to_one: false, steps_offset: 1 };
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-tattr-'));
+
+/** Params in the DeltaBlock order with PyTorch's default init by hand: U(+-1/sqrt(fan_in)), fan_in = channels except temb_proj's. */
+function initByHand(c: number, temb: number, seed: number): Record<string, number[]> {
+  const rng = new NativeGaussian(seed);
+  const u = (n: number, fanIn: number) => Array.from({ length: n }, () => Math.fround((2 * (rng.nextUint32() / 2 ** 32) - 1) / Math.sqrt(fanIn)));
+  const convIn = u(c * c, c), convInB = u(c, c), tembW = u(c * temb, temb), tembB = u(c, temb);
+  const convOut = u(c * c, c), convOutB = u(c, c);
+  return { 'conv_in.weight': convIn, 'conv_in.bias': convInB, 'temb_proj.weight': tembW, 'temb_proj.bias': tembB, 'norm.weight': new Array(c).fill(1), 'norm.bias': new Array(c).fill(0), 'conv_out.weight': convOut, 'conv_out.bias': convOutB };
+}
+
+// Stand-in pixel model: eps = 0.1 x + 0.02 (inversion / sampling); the weights and arch of tiny-ddpm (for the objective).
+let realUnet: ReturnType<Checkpoint['unet']> | undefined;
+function ck(calls: number[] = [], withWeights = false): Checkpoint {
+  const real = withWeights ? (realUnet ??= openCheckpoint(modelDir('tiny-ddpm')).unet()) : undefined;
+  const unet = {
+    conditional: false, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
+    async run(a: { sample: Tensor; timestep: number }) { calls.push(a.timestep); return { noisePred: { shape: a.sample.shape, data: a.sample.data.map((v) => 0.1 * v + 0.02) }, extra: {} }; },
+  };
+  return { path: 'tattr-stand-in', unet: () => unet, isPixelSpace: () => true, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }), release: async () => {} } as unknown as Checkpoint;
+}
+
+let clipModel: CLIPModel | undefined;
+const TEXT_DIM = 32;
+const textFeat = (s: string) => Array.from({ length: TEXT_DIM }, (_, i) => Math.fround(Math.sin(s.length * 0.3 + i * 0.7)));
+/** tiny-clip's weights and image tower; text features a known function of the text. */
+function clip(texts: string[][] = [], real = false): CLIPModel {
+  const m = real ? (clipModel ??= CLIPModel.open(modelDir('tiny-clip'))) : undefined;
+  return { id: m?.id ?? 'no-clip', config: m?.config ?? { vision: { imageSize: 30 } }, weights: m?.weights, async textFeatures(t: string[]) { texts.push(t); return { shape: [t.length, TEXT_DIM], data: Float32Array.from(t.flatMap(textFeat)) }; } } as unknown as CLIPModel;
+}
+
+async function folder(name: string, files: [string, number][]): Promise<string> {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir);
+  for (const [f, seed] of files) {
+    if (!/\.png$/i.test(f)) { fs.writeFileSync(path.join(dir, f), 'not an image'); continue; }
+    await writePNG(path.join(dir, f), { width: 8, height: 8, data: Uint8Array.from({ length: 192 }, (_, i) => (i * 31 + seed * 57) % 256) } as RGBImage);
+  }
+  return dir;
+}
+
+test('train-attribute loop: per image a seeded editable timestep, Adam on the objective, mean loss per iteration; saved weights and metadata', async () => {
+  const dir = await folder('loop', [['b.png', 2], ['a.PNG', 1], ['skip.txt', 0]]);
+  const out = path.join(tmp, 'attr.safetensors');
+  const seen: [number, number][] = [], events: string[] = [], texts: string[][] = [];
+  const o = { images: dir, source: 'a face', target: 'a smiling face', out, iterations: 2, lr: 0.01, steps: 3, tEdit: 334, seed: 4 };
+  const r = await trainAttribute(ck([], true), { ...o, clip: clip(texts, true), onLoss: (i, l) => seen.push([i, l]), onProgress: (e) => events.push(`${e.stage} ${e.step}/${e.total}${e.detail ? ` ${e.detail}` : ''}`) });
+  assert.equal(r.images, 2);
+  assert.deepEqual(texts, [['a face', 'a smiling face']]);
+
+  // by hand: direction E_T(target) - E_T(source); images in name order a.PNG, b.png (any case); inversions at 1, 334, 667
+  const c = ck([], true);
+  const direction: Tensor = { shape: [1, TEXT_DIM], data: Float32Array.from(textFeat('a smiling face'), (v, i) => v - textFeat('a face')[i]!) };
+  const { readImageRGB } = await import('../src/io/image.js');
+  const chains = [];
+  for (const f of ['a.PNG', 'b.png']) chains.push(await invert(c, await readImageRGB(path.join(dir, f)), { prompt: '', steps: 3 }));
+  assert.deepEqual(chains[0]!.timesteps, [1, 334, 667]);
+  const cfg = { channels: 64, tembChannels: 128, groups: 32, eps: 1e-6 };
+  const init = initByHand(64, 128, 4);
+  const params = Object.fromEntries(Object.entries(initialDeltaBlock(cfg, 0)).map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(init[n]!) }])) as DeltaParams;
+  const adam = new Adam({ lr: 0.01 });
+  const rng = new NativeGaussian(4 + 7);
+  const tower = towerOfCLIPModel(clip([], true));
+  const losses: number[] = [], picks: number[] = [];
+  for (let it = 0; it < 2; it++) {
+    let sum = 0;
+    for (const inv of chains) {
+      const k = 2 + Math.floor((rng.nextUint32() / 2 ** 32) * 2); // editable: 334 (chain[2]) and 667 (chain[3])
+      picks.push(k);
+      const g = await asyrpLossAndGrads(c, tower, cfg, params, { xt: inv.chain[k]!, timestep: inv.timesteps[k - 1]!, context: undefined, direction });
+      adam.step(params, g.grads);
+      sum += g.loss;
+    }
+    losses.push(sum / 2);
+  }
+  assert.deepEqual(r.losses, losses);
+  assert.deepEqual(seen, [[1, losses[0]], [2, losses[1]]]);
+  const saved = readAllFloat32(out);
+  assert.deepEqual(Object.keys(saved).sort(), Object.keys(params).sort());
+  for (const [n, t] of Object.entries(params)) assert.deepEqual(Array.from(saved[n]!.data), Array.from(t.data), n);
+  const f = SafetensorsFile.open(out);
+  assert.deepEqual({ ...f.metadata }, { format: 'visprompt-asyrp-deltablock', model: 'tattr-stand-in', source: 'a face', target: 'a smiling face', t_edit: '334', channels: '64', temb_channels: '128' });
+  f.close();
+  assert.deepEqual(events, ['invert 0/2', 'invert 1/2', 'invert 2/2', 'train 0/2', `train 1/2 loss ${losses[0]!.toFixed(4)}`, `train 2/2 loss ${losses[1]!.toFixed(4)}`]);
+  console.log(`train-attribute-loop: picks ${picks.join(' ')}, losses ${losses.map((l) => l.toFixed(5)).join(' ')}`);
+});
