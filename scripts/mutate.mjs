@@ -72,9 +72,12 @@ export const SLICES = {
   pipelines: {
     mutate: ['src/pipelines/**/*.ts'],
     // vary-loop / text-to-image-loop / h-space-loop: the sampling loops (and invert, common, progress, h-space,
-    // inject) with a stand-in checkpoint, milliseconds; the model-running files after them (each ~30 s a run: hours
-    // for the whole slice).
-    tests: t('vary-loop', 'text-to-image-loop', 'h-space-loop', 'inject-pieces', 'hand-derived', 'bug-bank-pins', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
+    // inject) with a stand-in checkpoint, milliseconds; preview-hook / edit-loop / fuse-loop / train-aligner-loop /
+    // train-attribute-pieces likewise for preview, edit, fuse, train-*; fuse-pno-loop / train-attribute-loop (seconds:
+    // stand-ins around the tiny models' weights, which PNO and the Asyrp objective differentiate through); the
+    // model-running files after them (each ~30 s a run: hours for the whole slice).
+    tests: t('vary-loop', 'text-to-image-loop', 'h-space-loop', 'inject-pieces', 'preview-hook', 'edit-loop', 'fuse-loop', 'train-aligner-loop',
+      'train-attribute-pieces', 'hand-derived', 'bug-bank-pins', 'fuse-pno-loop', 'train-attribute-loop', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
       'train-aligner', 'train-attribute'),
   },
 };
