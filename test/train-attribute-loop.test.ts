@@ -40,7 +40,7 @@ let realUnet: ReturnType<Checkpoint['unet']> | undefined;
 function ck(calls: number[] = [], withWeights = false): Checkpoint {
   const real = withWeights ? (realUnet ??= openCheckpoint(modelDir('tiny-ddpm')).unet()) : undefined;
   const unet = {
-    conditional: false, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
+    conditional: false, inChannels: 3, sampleSize: 8, embedsGuidance: false, guidanceCond: () => undefined, config: { addition: null }, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
     async run(a: { sample: Tensor; timestep: number }) { calls.push(a.timestep); return { noisePred: { shape: a.sample.shape, data: a.sample.data.map((v) => 0.1 * v + 0.02) }, extra: {} }; },
   };
   return { path: 'tattr-stand-in', unet: () => unet, isPixelSpace: () => true, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }), release: async () => {} } as unknown as Checkpoint;
@@ -109,4 +109,57 @@ test('train-attribute loop: per image a seeded editable timestep, Adam on the ob
   f.close();
   assert.deepEqual(events, ['invert 0/2', 'invert 1/2', 'invert 2/2', 'train 0/2', `train 1/2 loss ${losses[0]!.toFixed(4)}`, `train 2/2 loss ${losses[1]!.toFixed(4)}`]);
   console.log(`train-attribute-loop: picks ${picks.join(' ')}, losses ${losses.map((l) => l.toFixed(5)).join(' ')}`);
+});
+
+test('train-attribute with a visual reference (an image file, or generated from the target): the fused direction normalize(d_text) + normalize(E_I(ref) - mean E_I(images))', async () => {
+  const dir = await folder('visual', [['a.png', 5], ['b.png', 6]]);
+  const refFile = path.join(tmp, 'ref.png');
+  const refImage = { width: 8, height: 8, data: Uint8Array.from({ length: 192 }, (_, i) => (i * 13 + 200) % 256) } as RGBImage;
+  await writePNG(refFile, refImage);
+  const c = ck([], true), m = clip([], true);
+  const tower = towerOfCLIPModel(m);
+  const { readImageRGB } = await import('../src/io/image.js');
+  const { compile } = await import('../src/graph/session.js');
+  const { Graph } = await import('../src/graph/ir.js');
+  const { clipPixels } = await import('../src/methods/clip-guidance.js');
+  const { textToImage } = await import('../src/pipelines/text-to-image.js');
+  /** CLIP image features of an 8 x 8 image in [-1, 1] through the tower (float64 from here on). */
+  const feats = async (im: RGBImage): Promise<number[]> => {
+    const x: Tensor = { shape: [1, 3, 8, 8], data: Float32Array.from({ length: 192 }, (_, j) => im.data[(j % 64) * 3 + Math.floor(j / 64)]! / 127.5 - 1) };
+    const s = await compile(`test-clip-feats:${tower.id}`, () => { const g = new Graph(); g.output('f', tower.features(clipPixels(g.input('x', [1, 3, 8, 8]), tower))); return g; });
+    return Array.from((await s.run({ x })).f!.data);
+  };
+  const unit = (v: number[]) => { const n = Math.sqrt(v.reduce((s, x) => s + x * x, 0)); return v.map((x) => x / n); };
+  const images = [await readImageRGB(path.join(dir, 'a.png')), await readImageRGB(path.join(dir, 'b.png'))];
+  const fi = [await feats(images[0]!), await feats(images[1]!)];
+  const dText = unit(textFeat('a smiling face').map((v, i) => v - textFeat('a face')[i]!));
+  const chains: Awaited<ReturnType<typeof invert>>[] = [];
+  for (const im of images) chains.push(await invert(c, im, { prompt: '', steps: 3 }));
+  const cfg = { channels: 64, tembChannels: 128, groups: 32, eps: 1e-6 };
+  const firstLoss = async (ref: RGBImage): Promise<number> => {
+    const fr = await feats(ref);
+    const dv = unit(fr.map((v, i) => v - (fi[0]![i]! + fi[1]![i]!) / 2));
+    const direction: Tensor = { shape: [1, TEXT_DIM], data: Float32Array.from(dText, (v, i) => v + dv[i]!) };
+    const params = initialDeltaBlock(cfg, 0);
+    const adam = new Adam({ lr: 0.01 });
+    const rng = new NativeGaussian(7);
+    let sum = 0;
+    for (const inv of chains) {
+      const k = 2 + Math.floor((rng.nextUint32() / 2 ** 32) * 2);
+      const g = await asyrpLossAndGrads(c, tower, cfg, params, { xt: inv.chain[k]!, timestep: inv.timesteps[k - 1]!, direction });
+      adam.step(params, g.grads);
+      sum += g.loss;
+    }
+    return sum / 2;
+  };
+  const o = { images: dir, source: 'a face', target: 'a smiling face', clip: m, iterations: 1, lr: 0.01, steps: 3, tEdit: 334 };
+  const rf = await trainAttribute(c, { ...o, out: path.join(tmp, 'vis-file.safetensors'), visualReference: refFile });
+  const wantFile = await firstLoss(refImage);
+  assert.ok(Math.abs(rf.losses[0]! - wantFile) < 1e-5, `file reference: ${rf.losses[0]} vs ${wantFile}`);
+  // 'generate': DDIM from the target text at the images' size, guidance 7.5, noise from the seed (default 0)
+  const gen = (await textToImage(c, { scheduler: 'ddim', prompt: 'a smiling face', steps: 3, guidance: 7.5, width: 8, height: 8, noise: new NativeGaussian(0) })).images[0]!;
+  const rg = await trainAttribute(c, { ...o, out: path.join(tmp, 'vis-gen.safetensors'), visualReference: 'generate' });
+  const wantGen = await firstLoss(gen);
+  assert.ok(Math.abs(rg.losses[0]! - wantGen) < 1e-5, `generated reference: ${rg.losses[0]} vs ${wantGen}`);
+  assert.ok(Math.abs(wantGen - wantFile) > 1e-4 && Math.abs(rf.losses[0]! - rg.losses[0]!) > 1e-4, 'the two references give different directions');
 });

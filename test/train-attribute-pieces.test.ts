@@ -45,7 +45,7 @@ let realUnet: ReturnType<Checkpoint['unet']> | undefined;
 function ck(calls: number[] = [], withWeights = false): Checkpoint {
   const real = withWeights ? (realUnet ??= openCheckpoint(modelDir('tiny-ddpm')).unet()) : undefined;
   const unet = {
-    conditional: false, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
+    conditional: false, inChannels: 3, sampleSize: 8, embedsGuidance: false, guidanceCond: () => undefined, config: { addition: null }, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
     async run(a: { sample: Tensor; timestep: number }) { calls.push(a.timestep); return { noisePred: { shape: a.sample.shape, data: a.sample.data.map((v) => 0.1 * v + 0.02) }, extra: {} }; },
   };
   return { path: 'tattr-stand-in', unet: () => unet, isPixelSpace: () => true, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }), release: async () => {} } as unknown as Checkpoint;
