@@ -158,6 +158,7 @@ test('SD version from the UNet and text encoder: 1024 / 768 cross-attention, els
   const s: Shapes = { ...sd15(), v_pred: [] };
   assert.equal(open(file(s), { predictionType: 'epsilon' }).scheduler.raw.prediction_type, 'epsilon');
   assert.equal(open(file(s)).scheduler.raw.prediction_type, 'v_prediction');
+  assert.equal(open(file(s)).unet.config().raw.sample_size, 64, 'an SD 1.x v-prediction model is still 512 px (768 is SD 2.x v only)');
 });
 
 test('VAE: attention in one half only, 2-D attention weights, a missing inferred tensor, no VAE at all', () => {

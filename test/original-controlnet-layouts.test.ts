@@ -69,6 +69,13 @@ test('ControlNet layouts: per-level depths without first-level attention, one le
   assert.deepEqual([...b.weights.keys()].filter((k) => k.startsWith('controlnet_cond_embedding.')).sort(),
     ['controlnet_cond_embedding.conv_in.bias', 'controlnet_cond_embedding.conv_in.weight', 'controlnet_cond_embedding.conv_out.bias', 'controlnet_cond_embedding.conv_out.weight']);
   assert.equal(b.weights.has('down_blocks.0.downsamplers.0.conv.weight'), false);
+  // every tensor of a ControlNet file is one diffusers weight: with 4 resnets a level, blocks 10.. and the downsampler at 10
+  const wide = controlnet({ ch: [32, 64, 64], attn: [true, true, false], L: 4, ctx: 768 }, [16, 32]);
+  const d = openOriginalControlNet(file(wide));
+  assert.equal([...d.weights.keys()].length, Object.keys(wide).length);
+  assert.deepEqual(d.weights.shape('down_blocks.1.downsamplers.0.conv.weight'), [64, 64, 3, 3]);
+  assert.deepEqual(d.weights.shape('down_blocks.2.resnets.3.conv2.weight'), [64, 64, 3, 3]);
+  assert.deepEqual(d.weights.shape('controlnet_down_blocks.14.weight'), [64, 64, 1, 1]);
   const c = openOriginalControlNet(file(controlnet({ ch: [64, 128], attn: [true, true], L: 1, ctx: 768 }, [16, 32])));
   assert.deepEqual([c.config.raw.layers_per_block, c.config.raw.block_out_channels], [1, [64, 128]]);
   assert.deepEqual(c.weights.shape('down_blocks.0.downsamplers.0.conv.weight'), [64, 64, 3, 3]);

@@ -95,6 +95,12 @@ test('OpenCLIP: q / k / v fused into in_proj in that order; SDXL: both encoders\
   delete noV['text_model.encoder.layers.1.self_attn.v_proj.weight'];
   assert.throws(() => toOriginalLayout({ text_encoder: noV }, { textLayout: 'openclip' }),
     (e: unknown) => e instanceof InputError && e.message === `toOriginalLayout: ${O}transformer.resblocks.1.attn.in_proj_weight needs all of q_proj, k_proj and v_proj`);
+  for (const part of ['q', 'k']) {
+    const missing = { ...text };
+    delete missing[`text_model.encoder.layers.0.self_attn.${part}_proj.bias`];
+    assert.throws(() => toOriginalLayout({ text_encoder: missing }, { textLayout: 'openclip' }),
+      (e: unknown) => e instanceof InputError && e.message === `toOriginalLayout: ${O}transformer.resblocks.0.attn.in_proj_bias needs all of q_proj, k_proj and v_proj`, part);
+  }
   for (const bad of ['text_model.encoder.layers.0.self_attn.o_proj.weight', 'text_model.encoder.layers.0.mlp.fc3.weight', 'text_model.embeddings.patch.weight']) {
     assert.throws(() => toOriginalLayout({ text_encoder: { ...text, [bad]: t(2) } }, { textLayout: 'openclip' }),
       (e: unknown) => e instanceof InputError && e.message === `toOriginalLayout: no original-layout name for text_encoder tensor ${bad}`, bad);
