@@ -99,4 +99,15 @@ test('fuse with PNO: per image, Adam on (z_T, c) for --pno-steps iterations, the
   assert.ok(Math.abs(r.latents.data[0]! - r.latents.data[256]!) > 1e-3);
   assert.equal(r.images.length, 2);
   assert.deepEqual([r.images[1]!.width, r.images[1]!.height], [32, 32]);
+
+  // no callbacks, the default learning rate 1e-2, one image, one iteration
+  const row0: Tensor = { shape: [1, 4, 8, 8], data: latents.data.slice(0, 256) };
+  const r1 = await fuseGenerate(ck([]), { ...o, numImages: 1, latents: row0, pnoSteps: 1, pnoLr: undefined });
+  near(r1.pnoLosses.flat(), [losses[0]![0]!], 1e-6, 'first loss');
+  const vars = { z: { shape: [1, 4, 8, 8], data: row0.data.slice() }, c: { shape: [1, L + 2, DT], data: c0.slice() } };
+  const g = await pnoLossAndGrads(ck([]), tower, { zT: vars.z, c: vars.c, u, steps: 1, guidance: 3, reference });
+  new Adam({ lr: 1e-2 }).step(vars, { z: g.gradZT, c: g.gradC });
+  const s1 = await textToImage(ck([]), { scheduler: 'ddim', prompt: 'a cat', steps: 1, guidance: 3, latents: vars.z, width: 32, height: 32,
+    embeddings: { cond: new PromptEmbeddings(vars.c, undefined, [], null), uncond: new PromptEmbeddings(u, undefined, [], null) } });
+  near(r1.latents.data, s1.latents.data, 1e-5, 'default lr final latents');
 });
