@@ -82,10 +82,15 @@ test('ControlNet layouts: per-level depths without first-level attention, one le
   assert.deepEqual(c.weights.shape('down_blocks.1.resnets.0.conv_shortcut.weight'), [128, 64, 1, 1]);
 });
 
-test('ControlNet layouts refused: no resnet between downsamplers, a hint encoder of one conv', () => {
+test('ControlNet layouts refused: no resnet between downsamplers, uneven levels, a hint encoder of one conv', () => {
   const f = file({ 'input_blocks.0.0.weight': [64, 4, 3, 3], 'input_blocks.1.0.op.weight': [64, 64, 3, 3], 'input_blocks.2.0.op.weight': [64, 64, 3, 3],
     'input_hint_block.0.weight': [16, 3, 3, 3], 'input_hint_block.2.weight': [64, 16, 3, 3] });
   refused(f, 'unexpected ControlNet layout: 3 input blocks with downsamplers at [1, 2]', 'input_blocks');
+  // Nine blocks and two downsamplers make three levels of three, but the second downsampler must then be block 6:
+  // at block 5 the levels are uneven and block 5's weights would have no diffusers name.
+  const uneven = file({ 'input_blocks.0.0.weight': [64, 4, 3, 3], 'input_blocks.3.0.op.weight': [64, 64, 3, 3], 'input_blocks.5.0.op.weight': [64, 64, 3, 3],
+    'input_blocks.8.0.in_layers.2.weight': [64, 64, 3, 3], 'input_hint_block.0.weight': [16, 3, 3, 3], 'input_hint_block.2.weight': [64, 16, 3, 3] });
+  refused(uneven, 'unexpected ControlNet layout: 9 input blocks with downsamplers at [3, 5]', 'input_blocks');
   const one = controlnet({ ch: [64, 128], attn: [true, true], L: 1, ctx: 768 }, [16, 32]);
   for (const k of Object.keys(one)) if (/^input_hint_block\.[1-9]/.test(k)) delete one[k];
   const g = file(one);

@@ -111,7 +111,8 @@ export function openOriginalControlNet(file: string): { config: Config; weights:
   const layersPerBlock = ops.length > 0 ? ops[0]! - 1 : numInput - 1;
   const levels = ops.length + 1;
   const per = layersPerBlock + 1;
-  if (layersPerBlock < 1 || numInput !== levels * per) throw new FileFormatError(file, `unexpected ControlNet layout: ${numInput} input blocks with downsamplers at [${ops.join(', ')}]`, `${P}input_blocks`);
+  // Every level has the same depth, so downsampler i sits at block (i + 1) * per (as the UNet reader requires).
+  if (layersPerBlock < 1 || numInput !== levels * per || ops.some((o, i) => o !== (i + 1) * per)) throw new FileFormatError(file, `unexpected ControlNet layout: ${numInput} input blocks with downsamplers at [${ops.join(', ')}]`, `${P}input_blocks`);
   const hints = indices(f, new RegExp(`^${esc}input_hint_block\\.(\\d+)\\.weight$`));
   const hintLast = hints[hints.length - 1]!;
   if (hints.some((h, i) => h !== 2 * i) || hints.length < 2) throw new FileFormatError(file, `input_hint_block convolutions at [${hints.join(', ')}], expected 0, 2, 4, ...`, `${P}input_hint_block`);
