@@ -23,7 +23,7 @@ import { trainAligner, type TrainAlignerOptions } from '../src/pipelines/train-a
 import { Adam } from '../src/training/optimizers.js';
 import type { Tensor } from '../src/tensor.js';
 
-const DV = 4, DT = 2, LEN = 3, TOKENS = 5; // image 2 x 2 patches of 1 + class token
+const DV = 4, DT = 2, LEN = 3, TOKENS = 5; // a 4 x 4 image in patches of 2: 2 x 2 + the class token
 
 const code = (s: string) => [...s].reduce((a, ch) => a + ch.charCodeAt(0), 0) % 97;
 const textTokens = (s: string) => Array.from({ length: LEN * DT }, (_, j) => Math.fround(Math.sin(code(s) * 0.37 + j)));
@@ -46,7 +46,7 @@ function ck(enc: Enc, o: { nan?: boolean } = {}): Checkpoint {
     },
   };
   const imageEncoder = {
-    config: { hiddenSize: DV, imageSize: 2, patchSize: 1 },
+    config: { hiddenSize: DV, imageSize: 4, patchSize: 2 },
     async encode(images: RGBImage[]) { enc.images += images.length; return { lastHiddenState: { shape: [images.length, TOKENS, DV], data: Float32Array.from(images.flatMap((im) => imageTokens(im).map((v) => (o.nan ? Number.NaN : v)))) } }; },
   };
   return { path: 'stand-in-model', textEncoder: () => textEncoder, imageEncoder: () => imageEncoder } as unknown as Checkpoint;
@@ -55,11 +55,11 @@ function ck(enc: Enc, o: { nan?: boolean } = {}): Checkpoint {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-ta-loop-'));
 const CAPTIONS = Array.from({ length: 18 }, (_, i) => (i % 5 === 0 ? `a long caption number ${i}` : `square ${i}`));
 /** n pairs of 2 x 2 images (+ one missing image); returns the JSONL file. */
-async function dataset(name: string, n: number): Promise<string> {
+async function dataset(name: string, n: number, from = 0): Promise<string> {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
   const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < from + n; i++) {
     await writePNG(path.join(dir, `${i}.png`), { width: 2, height: 2, data: Uint8Array.from({ length: 12 }, (_, j) => (i * 41 + j * 23) % 256) } as RGBImage);
     lines.push(JSON.stringify({ image: `${i}.png`, caption: CAPTIONS[i]! }));
     if (i === 2) lines.push(JSON.stringify({ image: 'missing.png', caption: 'gone' }));
@@ -197,16 +197,21 @@ test('train-aligner: --fraction, --no-shuffle, --hidden, --lambda-rec, batch lar
   f.close();
   // default batch size 64 (capped at 7): one step
   assert.equal((await trainAligner(ck({ images: 0, texts: 0 }), { data, out: path.join(tmp, 'd2.safetensors') })).steps, 1);
+  // two clean pairs (no missing image, short captions): no warnings; batch size 1 is allowed
+  const clean = await dataset('clean', 2, 6), w4: string[] = [];
+  const r4 = await trainAligner(ck({ images: 0, texts: 0 }), { data: clean, out: path.join(tmp, 'clean.safetensors'), batchSize: 1, steps: 2, lr: 0.01, onWarning: (m) => w4.push(m) });
+  assert.deepEqual([r4.pairs, r4.steps, r4.truncatedCaptions, r4.missingImages], [2, 2, 0, 0]);
+  assert.deepEqual(w4, []);
 });
 
 test('train-aligner: --save-every, --init, --resume (continues exactly), and the one-line errors', async () => {
   const data = await dataset('resume', 6);
   const pairs = await pairsOf(data, 6);
-  // save every 2 steps: the file holds step 2 while step 3 runs
+  // save every 3 steps: the file holds step 3 while steps 4 and 5 run
   const out = path.join(tmp, 'every.safetensors');
   const steps: string[] = [];
-  await trainAligner(ck({ images: 0, texts: 0 }), { data, out, steps: 4, batchSize: 3, lr: 0.01, seed: 4, saveEvery: 2, onLoss: (s) => steps.push(`${s}:${fs.existsSync(out) ? stepOf(out) : '-'}`) });
-  assert.deepEqual(steps, ['1:-', '2:-', '3:2', '4:2']);
+  await trainAligner(ck({ images: 0, texts: 0 }), { data, out, steps: 5, batchSize: 3, lr: 0.01, seed: 4, saveEvery: 3, onLoss: (s) => steps.push(`${s}:${fs.existsSync(out) ? stepOf(out) : '-'}`) });
+  assert.deepEqual(steps, ['1:-', '2:-', '3:-', '4:3', '5:3']);
   // resume from step 2 of a 5-step run equals 5 straight steps
   const a = path.join(tmp, 'straight.safetensors'), b = path.join(tmp, 'resumed.safetensors');
   await trainAligner(ck({ images: 0, texts: 0 }), { data, out: a, steps: 5, batchSize: 2, lr: 0.01, seed: 6 });

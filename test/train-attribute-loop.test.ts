@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint, type Checkpoint } from '../src/components/checkpoint.js';
 import { CLIPModel } from '../src/components/clip-model.js';
+import { InputError } from '../src/errors.js';
 import { writePNG, type RGBImage } from '../src/io/image.js';
 import { readAllFloat32, SafetensorsFile } from '../src/io/safetensors.js';
 import { asyrpLossAndGrads, type DeltaParams } from '../src/methods/asyrp-training.js';
@@ -55,12 +56,12 @@ function clip(texts: string[][] = [], real = false): CLIPModel {
   return { id: m?.id ?? 'no-clip', config: m?.config ?? { vision: { imageSize: 30 } }, weights: m?.weights, async textFeatures(t: string[]) { texts.push(t); return { shape: [t.length, TEXT_DIM], data: Float32Array.from(t.flatMap(textFeat)) }; } } as unknown as CLIPModel;
 }
 
-async function folder(name: string, files: [string, number][]): Promise<string> {
+async function folder(name: string, files: [string, number][], size = 8): Promise<string> {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
   for (const [f, seed] of files) {
     if (!/\.png$/i.test(f)) { fs.writeFileSync(path.join(dir, f), 'not an image'); continue; }
-    await writePNG(path.join(dir, f), { width: 8, height: 8, data: Uint8Array.from({ length: 192 }, (_, i) => (i * 31 + seed * 57) % 256) } as RGBImage);
+    await writePNG(path.join(dir, f), { width: size, height: size, data: Uint8Array.from({ length: size * size * 3 }, (_, i) => (i * 31 + seed * 57) % 256) } as RGBImage);
   }
   return dir;
 }
@@ -108,13 +109,15 @@ test('train-attribute loop: per image a seeded editable timestep, Adam on the ob
   assert.deepEqual({ ...f.metadata }, { format: 'visprompt-asyrp-deltablock', model: 'tattr-stand-in', source: 'a face', target: 'a smiling face', t_edit: '334', channels: '64', temb_channels: '128' });
   f.close();
   assert.deepEqual(events, ['invert 0/2', 'invert 1/2', 'invert 2/2', 'train 0/2', `train 1/2 loss ${losses[0]!.toFixed(4)}`, `train 2/2 loss ${losses[1]!.toFixed(4)}`]);
+  // the same source and target: a zero direction, a NaN loss, refused
+  await assert.rejects(trainAttribute(ck([], true), { ...o, iterations: 1, target: 'a face', clip: clip([], true) }), (e: unknown) => e instanceof InputError && e.message === 'the loss became NaN; lower --lr');
   console.log(`train-attribute-loop: picks ${picks.join(' ')}, losses ${losses.map((l) => l.toFixed(5)).join(' ')}`);
 });
 
 test('train-attribute with a visual reference (an image file, or generated from the target): the fused direction normalize(d_text) + normalize(E_I(ref) - mean E_I(images))', async () => {
-  const dir = await folder('visual', [['a.png', 5], ['b.png', 6]]);
+  const dir = await folder('visual', [['a.png', 5], ['b.png', 6]], 12); // 12 x 12: not a multiple of 8
   const refFile = path.join(tmp, 'ref.png');
-  const refImage = { width: 8, height: 8, data: Uint8Array.from({ length: 192 }, (_, i) => (i * 13 + 200) % 256) } as RGBImage;
+  const refImage = { width: 12, height: 12, data: Uint8Array.from({ length: 432 }, (_, i) => (i * 13 + 200) % 256) } as RGBImage;
   await writePNG(refFile, refImage);
   const c = ck([], true), m = clip([], true);
   const tower = towerOfCLIPModel(m);
@@ -123,10 +126,10 @@ test('train-attribute with a visual reference (an image file, or generated from 
   const { Graph } = await import('../src/graph/ir.js');
   const { clipPixels } = await import('../src/methods/clip-guidance.js');
   const { textToImage } = await import('../src/pipelines/text-to-image.js');
-  /** CLIP image features of an 8 x 8 image in [-1, 1] through the tower (float64 from here on). */
+  /** CLIP image features of a 12 x 12 image in [-1, 1] through the tower (float64 from here on). */
   const feats = async (im: RGBImage): Promise<number[]> => {
-    const x: Tensor = { shape: [1, 3, 8, 8], data: Float32Array.from({ length: 192 }, (_, j) => im.data[(j % 64) * 3 + Math.floor(j / 64)]! / 127.5 - 1) };
-    const s = await compile(`test-clip-feats:${tower.id}`, () => { const g = new Graph(); g.output('f', tower.features(clipPixels(g.input('x', [1, 3, 8, 8]), tower))); return g; });
+    const x: Tensor = { shape: [1, 3, 12, 12], data: Float32Array.from({ length: 432 }, (_, j) => im.data[(j % 144) * 3 + Math.floor(j / 144)]! / 127.5 - 1) };
+    const s = await compile(`test-clip-feats:${tower.id}`, () => { const g = new Graph(); g.output('f', tower.features(clipPixels(g.input('x', [1, 3, 12, 12]), tower))); return g; });
     return Array.from((await s.run({ x })).f!.data);
   };
   const unit = (v: number[]) => { const n = Math.sqrt(v.reduce((s, x) => s + x * x, 0)); return v.map((x) => x / n); };
@@ -157,7 +160,7 @@ test('train-attribute with a visual reference (an image file, or generated from 
   const wantFile = await firstLoss(refImage);
   assert.ok(Math.abs(rf.losses[0]! - wantFile) < 1e-5, `file reference: ${rf.losses[0]} vs ${wantFile}`);
   // 'generate': DDIM from the target text at the images' size, guidance 7.5, noise from the seed (default 0)
-  const gen = (await textToImage(c, { scheduler: 'ddim', prompt: 'a smiling face', steps: 3, guidance: 7.5, width: 8, height: 8, noise: new NativeGaussian(0) })).images[0]!;
+  const gen = (await textToImage(c, { scheduler: 'ddim', prompt: 'a smiling face', steps: 3, guidance: 7.5, width: 12, height: 12, noise: new NativeGaussian(0) })).images[0]!;
   const rg = await trainAttribute(c, { ...o, out: path.join(tmp, 'vis-gen.safetensors'), visualReference: 'generate' });
   const wantGen = await firstLoss(gen);
   assert.ok(Math.abs(rg.losses[0]! - wantGen) < 1e-5, `generated reference: ${rg.losses[0]} vs ${wantGen}`);

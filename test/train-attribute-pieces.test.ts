@@ -12,6 +12,7 @@ import { openCheckpoint, type Checkpoint } from '../src/components/checkpoint.js
 import { CLIPModel } from '../src/components/clip-model.js';
 import { InputError } from '../src/errors.js';
 import { writePNG, type RGBImage } from '../src/io/image.js';
+import { readAllFloat32 } from '../src/io/safetensors.js';
 import type { DeltaParams } from '../src/methods/asyrp-training.js';
 import { NativeGaussian } from '../src/noise/gaussian.js';
 import { initialDeltaBlock, trainAttribute, type TrainAttributeOptions } from '../src/pipelines/train-attribute.js';
@@ -80,6 +81,11 @@ test('train-attribute errors: --t-edit, --images not a folder / without images; 
   await bad({ images: path.join(dir, 'a.png') }, `--images must be a folder of images: ${path.join(dir, 'a.png')}`);
   const empty = await folder('empty', [['readme.md', 0], ['x.png.txt', 0]]);
   await bad({ images: empty }, `--images folder ${empty} holds no images`);
+  // .jpg and .tif files are images (these are not valid ones: a read error, not "holds no images")
+  for (const f of ['photo.jpg', 'scan.tif']) {
+    const d = await folder(`ext-${f}`, [[f, 0]]);
+    await assert.rejects(trainAttribute(ck(), { ...base, images: d }), (e: unknown) => e instanceof Error && !/holds no images/.test(e.message));
+  }
   // steps 2 visit 1 and 501: t_edit 502 leaves nothing to edit (after the text direction and the inversion)
   const calls: number[] = [], texts: string[][] = [];
   await assert.rejects(trainAttribute(ck(calls), { ...base, clip: clip(texts), steps: 2, tEdit: 502 }), (e: unknown) => e instanceof InputError && e.message === 'no inversion timestep is >= --t-edit 502');
@@ -90,4 +96,11 @@ test('train-attribute errors: --t-edit, --images not a folder / without images; 
   await assert.rejects(trainAttribute(ck(c2), { ...base, tEdit: 977 }), /no inversion timestep is >= --t-edit 977/);
   assert.equal(c2.length, 40);
   assert.equal(c2[39], 976);
+  // no iterations: the seeded init is written as it is; the last progress event has no loss yet
+  const out = path.join(tmp, 'zero.safetensors'), events: string[] = [];
+  const r = await trainAttribute(ck(), { ...base, out, iterations: 0, steps: 2, seed: 3, onProgress: (e) => events.push(`${e.stage} ${e.step}/${e.total} ${e.detail}`) });
+  assert.deepEqual(r, { losses: [], images: 1 });
+  assert.equal(events[events.length - 1], 'train 0/0 loss undefined');
+  const saved = readAllFloat32(out), want = initByHand(64, 128, 3);
+  for (const [n, v] of Object.entries(want)) assert.deepEqual(Array.from(saved[n]!.data), v, n);
 });
