@@ -15,7 +15,7 @@ import { FileFormatError } from '../src/errors.js';
 import { f32Mirror, setWeightMirrorFolder } from '../src/io/f32-mirror.js';
 import { makeTensor, PyDict, PyStorage, PyTuple, unpickle } from '../src/io/pickle.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { openTensorFile, TensorFileSource } from '../src/io/tensor-file.js';
+import { openTensorFile, tensorFileFormat, TensorFileSource } from '../src/io/tensor-file.js';
 import { TorchCheckpointFile } from '../src/io/torch-checkpoint.js';
 import { openSharded, SafetensorsSource, WeightsView, type TensorSource } from '../src/io/weights.js';
 
@@ -78,6 +78,7 @@ test('pickle: dict keys stay apart exactly when Python\'s do; lengths ending at 
   assert.equal(keys(P(0x43, 2, 's', 'A'), S('x'), S('A'), S('y')).entries.size, 2);
   assert.equal(keys(P(S('a'), S('b'), 0x86), S('x'), P(S('asb'), 0x85), S('y')).entries.size, 2);
   assert.equal(keys(P(0x29), S('x'), P(0x29), S('y')).entries.size, 1);
+  assert.equal(keys(P(0x29), S('x'), P(0x43, 1, 'q', 0x85), S('y')).entries.size, 2); // () and (b'q',)
   // A BINUNICODE8 string ending exactly at the end of the data is read (then the missing STOP is reported).
   assert.throws(() => unpickle(P(0x80, 4, 0x8d, u64(1n), 'z'), { file: F }), { message: `${F}: refused pickle: the data ends at byte 12 without a STOP opcode (truncated)` });
   assert.throws(() => unpickle(P(0x80, 2, 0x8a, 5, 1, 2), { file: F }), { message: `${F}: refused pickle: LONG1 of 5 bytes at byte 4 runs past the end of the data (2 bytes left; truncated or oversized length)` });
@@ -140,6 +141,16 @@ test('legacy files: which pickle a refusal is in, dtypes of one storage, an empt
   assert.deepEqual([...f.readFloat32('w').data], [7]);
   assert.deepEqual(f.readFloat32('e'), { shape: [0], data: new Float32Array(0) });
   f.close();
+});
+
+test('format by the first bytes: a two-byte pickle head is a pickle, a protocol byte after another first byte is not', () => {
+  const p = file();
+  fs.writeFileSync(p, Buffer.from([0x80, 0x02]));
+  assert.equal(tensorFileFormat(p), 'torch-legacy');
+  for (const b of [[0x41, 0x02], [0x7f, 0x03, 0x8a]]) {
+    fs.writeFileSync(p, Buffer.from(b));
+    refused(() => tensorFileFormat(p), `${p}: not a safetensors file or torch checkpoint (first bytes ${Buffer.from(b).toString('hex')})`);
+  }
 });
 
 test('weight sources: no mirror for integers, shape checks by length, sources without locations, strided views', () => {
@@ -205,6 +216,12 @@ test('F32 mirror: a temp folder that cannot be made means conversion in memory (
     const m = f32Mirror(f);
     assert.ok(m, 'made once a temp folder can be made');
     assert.deepEqual([...m.readFloat32('h').data], [1]);
+    // A second file's mirror goes to the same (one per process) temp folder.
+    const q = file('safetensors');
+    fs.writeFileSync(q, Buffer.concat([len, h, Buffer.from([0x00, 0x40])]));
+    const g = SafetensorsFile.open(q);
+    assert.equal(path.dirname(f32Mirror(g)!.path), path.dirname(m.path));
+    g.close();
   } finally {
     if (saved === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = saved;
     f.close();
