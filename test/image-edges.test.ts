@@ -10,33 +10,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { deflateSync } from 'node:zlib';
 import { FileFormatError } from '../src/errors.js';
-import { crc32, insertPNGText, parsePNGText, readImageRGB } from '../src/io/image.js';
+import { insertPNGText, parsePNGText, readImageRGB } from '../src/io/image.js';
 import { pilResize, type PixelImage } from '../src/io/pil-resize.js';
 import { CLIP_IMAGE_PROCESSOR_DEFAULTS, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from '../src/io/clip-image-processor.js';
 import { VaeImageProcessor, numpyToPil } from '../src/io/vae-image-processor.js';
+import { pngImage } from './png-chunks.js';
 
-/** A PNG assembled per the spec: IHDR, one IDAT of the rows (filter byte 0 each) when given, IEND. */
-function png(width: number, height: number, depth: number, colourType: number, rows?: Buffer[]): Buffer {
-  const chunk = (type: string, body: Buffer): Buffer => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(body.length);
-    const tb = Buffer.concat([Buffer.from(type, 'latin1'), body]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(tb));
-    return Buffer.concat([len, tb, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = depth;
-  ihdr[9] = colourType;
-  const parts = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr)];
-  if (rows) parts.push(chunk('IDAT', deflateSync(Buffer.concat(rows.map((r) => Buffer.concat([Buffer.from([0]), r]))))));
-  parts.push(chunk('IEND', Buffer.alloc(0)));
-  return Buffer.concat(parts);
-}
+const png = pngImage;
 const be16 = (values: number[]): Buffer => {
   const b = Buffer.alloc(values.length * 2);
   values.forEach((v, i) => b.writeUInt16BE(v, i * 2));

@@ -4,10 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deflateSync } from 'node:zlib';
 import { FileFormatError, InputError } from '../src/errors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';
+import { pngImage } from './png-chunks.js';
 import { crc32, encodePNG, parsePNGText, readImageRGB, readPNGText, writePNG, type RGBImage } from '../src/io/image.js';
 import { LCG_H, LCG_W, lcgImageBytes } from './lcg-image.js';
 import { pilResize, precomputeCoeffs, type PILResample } from '../src/io/pil-resize.js';
@@ -30,27 +30,11 @@ function countDiff(a: Uint8Array, b: Uint8Array): number {
   return n;
 }
 
-/** A 1-row 16-bit greyscale PNG built by hand (sharp has no 16-bit raw input). */
+/** A 1-row 16-bit greyscale PNG built by hand (sharp has no 16-bit raw input): big-endian samples. */
 function grey16PNG(values: number[]): Buffer {
-  const chunk = (type: string, body: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(body.length);
-    const tb = Buffer.concat([Buffer.from(type, 'latin1'), body]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(tb));
-    return Buffer.concat([len, tb, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(values.length, 0);
-  ihdr.writeUInt32BE(1, 4);
-  ihdr[8] = 16; // bit depth
-  ihdr[9] = 0; // greyscale
-  const row = Buffer.alloc(1 + values.length * 2); // filter byte 0, big-endian samples
-  values.forEach((v, i) => row.writeUInt16BE(v, 1 + i * 2));
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(row)), chunk('IEND', Buffer.alloc(0)),
-  ]);
+  const row = Buffer.alloc(values.length * 2);
+  values.forEach((v, i) => row.writeUInt16BE(v, i * 2));
+  return pngImage(values.length, 1, 16, 0, [row]);
 }
 
 function tmpDir(): string {

@@ -18,16 +18,14 @@ import { SafetensorsFile } from '../src/io/safetensors.js';
 import { openTensorFile, tensorFileFormat, TensorFileSource } from '../src/io/tensor-file.js';
 import { TorchCheckpointFile } from '../src/io/torch-checkpoint.js';
 import { openSharded, SafetensorsSource, WeightsView, type TensorSource } from '../src/io/weights.js';
+import { refused } from './refusals.js';
+import { P, type Part } from './bytes.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-edges-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 let seq = 0;
 const file = (ext = 'pt'): string => path.join(tmp, `e${seq++}.${ext}`);
 
-type Part = number | string | Buffer | Part[];
-function P(...parts: Part[]): Buffer {
-  return Buffer.concat(parts.map((x) => (Array.isArray(x) ? P(...x) : typeof x === 'number' ? Buffer.from([x]) : typeof x === 'string' ? Buffer.from(x, 'latin1') : x)));
-}
 const i32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32LE(n); return b; };
 const u64 = (n: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(n); return b; };
 const S = (s: string): Buffer => { const b = Buffer.from(s, 'utf8'); return P(0x58, i32(b.length), b); };
@@ -41,13 +39,6 @@ const tensor = (key: string, cls: string, numel: number, shape: number[], stride
   P(G('torch._utils', '_rebuild_tensor_v2'), 0x28, P(0x28, S('storage'), G('torch', cls), S(key), S('cpu'), I(numel), legacy ? 0x4e : [], 0x74, 0x51),
     I(0), tup(shape), tup(stride), 0x89, OD0, 0x74, 0x52);
 const F = 'f.pt';
-function refused(fn: () => unknown, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    return true;
-  });
-}
 /** A zip of stored members: [name, data, declared size (default: the data's)]; the file may be extended sparsely. */
 function zip(p: string, members: [string, Buffer, number?][]): void {
   const fd = fs.openSync(p, 'w');

@@ -13,9 +13,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FileFormatError, InputError } from '../src/errors.js';
 import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../src/io/original-checkpoint.js';
 import { clip, clipL, ldmUnet, ldmUnetOf as unet, ldmVae, openClip, writeSparse, type Shapes } from './ldm-headers.js';
+import { fileError, inputError } from './refusals.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-orig-infer-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -30,9 +30,6 @@ function open(f: string, opts: OriginalCheckpointOptions = {}) {
   ck.close();
   return ck;
 }
-const inputError = (fn: () => unknown, message: string): void => assert.throws(fn, (e: unknown) => e instanceof InputError && e.message === message, message);
-const fileError = (fn: () => unknown, f: string, message: string, key?: string): void => assert.throws(fn,
-  (e: unknown) => e instanceof FileFormatError && e.file === f && e.key === key && e.message === `${f}${key !== undefined ? ` [${key}]` : ''}: ${message}`, message);
 
 const U = 'model.diffusion_model.';
 

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FileFormatError, InputError } from '../src/errors.js';
 import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../src/io/original-checkpoint.js';
 import { clipL, ldmUnet, ldmVae, openClipH, writeSparse, type Shapes } from './ldm-headers.js';
+import { fileError, inputError } from './refusals.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-orig-opts-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -33,9 +33,6 @@ function open(f: string, opts: OriginalCheckpointOptions = {}) {
   ck.close();
   return ck;
 }
-const inputError = (fn: () => unknown, message: string): void => assert.throws(fn, (e: unknown) => e instanceof InputError && e.message === message, message);
-const fileError = (fn: () => unknown, f: string, message: string, key?: string): void => assert.throws(fn,
-  (e: unknown) => e instanceof FileFormatError && e.file === f && e.key === key && e.message === `${f}${key !== undefined ? ` [${key}]` : ''}: ${message}`, message);
 
 test('option values are checked before the file is opened', () => {
   const none = path.join(tmp, 'does-not-exist.safetensors');

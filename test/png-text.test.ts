@@ -11,17 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { FileFormatError, InputError } from '../src/errors.js';
-import { assertRGB, crc32, encodePNG, insertPNGText, parsePNGText, readImageRGB, writePNG } from '../src/io/image.js';
+import { PNG_SIGNATURE, pngChunk } from './png-chunks.js';
+import { assertRGB, encodePNG, insertPNGText, parsePNGText, readImageRGB, writePNG } from '../src/io/image.js';
 
-const SIG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const SIG = PNG_SIGNATURE;
+const chunk = pngChunk;
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
-function chunk(type: string, body: Buffer, crc?: number): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(body.length);
-  const c = Buffer.alloc(4);
-  c.writeUInt32BE(crc ?? crc32(Buffer.concat([latin1(type), body])));
-  return Buffer.concat([len, latin1(type), body, c]);
-}
 /** IHDR of a 1x1 8-bit RGB image: 13 body bytes, so the chunk is 25 bytes and ends at byte 33. */
 const IHDR = chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]));
 const IEND = chunk('IEND', Buffer.alloc(0));

@@ -14,6 +14,8 @@ import path from 'node:path';
 import { FileFormatError } from '../src/errors.js';
 import { openForReading } from '../src/io/open-file.js';
 import { SafetensorsFile, SafetensorsWriter, readAllFloat32, toFloat32, writeSafetensors } from '../src/io/safetensors.js';
+import { refused } from './refusals.js';
+import { f32, u16 } from './bytes.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-sth-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -33,18 +35,8 @@ function bytesFile(b: Buffer): string {
   fs.writeFileSync(p, b);
   return p;
 }
-/** Exactly this message (file and key included). */
-function refused(fn: () => unknown, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    return true;
-  });
-}
 /** Open file descriptors of this process (-1 where /proc is not there). */
 const openFds = (): number => (fs.existsSync('/proc/self/fd') ? fs.readdirSync('/proc/self/fd').length : -1);
-const u16 = (...v: number[]): Buffer => { const b = Buffer.alloc(2 * v.length); v.forEach((x, i) => b.writeUInt16LE(x, 2 * i)); return b; };
-const f32 = (...v: number[]): Buffer => { const b = Buffer.alloc(4 * v.length); v.forEach((x, i) => b.writeFloatLE(x, 4 * i)); return b; };
 
 test('header framing: the 8-byte length, its bounds, JSON object, torch files told apart by content', () => {
   for (const n of [0, 3, 7]) {

@@ -12,19 +12,16 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FileFormatError } from '../src/errors.js';
 import { TorchCheckpointFile, intsOf } from '../src/io/torch-checkpoint.js';
 import { inspectTensorFile, openTensorFile, tensorFileFormat } from '../src/io/tensor-file.js';
+import { refused } from './refusals.js';
+import { P, f32, u16, type Part } from './bytes.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-torch-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 let seq = 0;
 const file = (ext = 'pt'): string => path.join(tmp, `t${seq++}.${ext}`);
 
-type Part = number | string | Buffer | Part[];
-function P(...parts: Part[]): Buffer {
-  return Buffer.concat(parts.map((x) => (Array.isArray(x) ? P(...x) : typeof x === 'number' ? Buffer.from([x]) : typeof x === 'string' ? Buffer.from(x, 'latin1') : x)));
-}
 const S = (s: string): Buffer => { const b = Buffer.from(s, 'utf8'); return P(0x58, i32(b.length), b); }; // BINUNICODE
 const i32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32LE(n); return b; };
 const I = (n: number): Buffer => P(0x4a, i32(n)); // BININT
@@ -64,15 +61,6 @@ function zip(p: string, members: [string, Buffer, number?][]): Record<string, nu
   e.writeUInt32LE(cd.length, 12); e.writeUInt32LE(pos, 16);
   fs.writeFileSync(p, Buffer.concat([...parts, cd, e]));
   return dataAt;
-}
-const f32 = (...v: number[]): Buffer => Buffer.from(new Float32Array(v).buffer);
-const u16 = (...v: number[]): Buffer => Buffer.from(new Uint16Array(v).buffer);
-function refused(fn: () => unknown, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    return true;
-  });
 }
 const openFds = (): number => (fs.existsSync('/proc/self/fd') ? fs.readdirSync('/proc/self/fd').length : -1);
 

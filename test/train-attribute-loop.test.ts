@@ -10,8 +10,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openCheckpoint, type Checkpoint } from '../src/components/checkpoint.js';
-import { CLIPModel } from '../src/components/clip-model.js';
 import { InputError } from '../src/errors.js';
 import { writePNG, type RGBImage } from '../src/io/image.js';
 import { readAllFloat32, SafetensorsFile } from '../src/io/safetensors.js';
@@ -22,52 +20,15 @@ import { invert } from '../src/pipelines/invert.js';
 import { initialDeltaBlock, trainAttribute } from '../src/pipelines/train-attribute.js';
 import { Adam } from '../src/training/optimizers.js';
 import type { Tensor } from '../src/tensor.js';
-import { modelDir } from './helpers.js';
+import { ck, clip, imageFolder, initByHand, TEXT_DIM, textFeat } from './train-attribute-stand-ins.js';
 
-const SD = { _class_name: 'DDIMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', clip_sample: false, set_alpha_to_one: false, steps_offset: 1 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-tattr-'));
 
-/** Params in the DeltaBlock order with PyTorch's default init by hand: U(+-1/sqrt(fan_in)), fan_in = channels except temb_proj's. */
-function initByHand(c: number, temb: number, seed: number): Record<string, number[]> {
-  const rng = new NativeGaussian(seed);
-  const u = (n: number, fanIn: number) => Array.from({ length: n }, () => Math.fround((2 * (rng.nextUint32() / 2 ** 32) - 1) / Math.sqrt(fanIn)));
-  const convIn = u(c * c, c), convInB = u(c, c), tembW = u(c * temb, temb), tembB = u(c, temb);
-  const convOut = u(c * c, c), convOutB = u(c, c);
-  return { 'conv_in.weight': convIn, 'conv_in.bias': convInB, 'temb_proj.weight': tembW, 'temb_proj.bias': tembB, 'norm.weight': new Array(c).fill(1), 'norm.bias': new Array(c).fill(0), 'conv_out.weight': convOut, 'conv_out.bias': convOutB };
-}
 
-// Stand-in pixel model: eps = 0.1 x + 0.02 (inversion / sampling); the weights and arch of tiny-ddpm (for the objective).
-let realUnet: ReturnType<Checkpoint['unet']> | undefined;
-function ck(calls: number[] = [], withWeights = false): Checkpoint {
-  const real = withWeights ? (realUnet ??= openCheckpoint(modelDir('tiny-ddpm')).unet()) : undefined;
-  const unet = {
-    conditional: false, inChannels: 3, sampleSize: 8, embedsGuidance: false, guidanceCond: () => undefined, config: { addition: null }, arch: real?.arch ?? { kind: 'unconditional', unet: { blockOutChannels: [32, 64, 64] } }, weights: real?.weights,
-    async run(a: { sample: Tensor; timestep: number }) { calls.push(a.timestep); return { noisePred: { shape: a.sample.shape, data: a.sample.data.map((v) => 0.1 * v + 0.02) }, extra: {} }; },
-  };
-  return { path: 'tattr-stand-in', unet: () => unet, isPixelSpace: () => true, schedulerConfig: () => ({ raw: SD, file: 'scheduler_config.json' }), release: async () => {} } as unknown as Checkpoint;
-}
 
-let clipModel: CLIPModel | undefined;
-const TEXT_DIM = 32;
-const textFeat = (s: string) => Array.from({ length: TEXT_DIM }, (_, i) => Math.fround(Math.sin(s.length * 0.3 + i * 0.7)));
-/** tiny-clip's weights and image tower; text features a known function of the text. */
-function clip(texts: string[][] = [], real = false): CLIPModel {
-  const m = real ? (clipModel ??= CLIPModel.open(modelDir('tiny-clip'))) : undefined;
-  return { id: m?.id ?? 'no-clip', config: m?.config ?? { vision: { imageSize: 30 } }, weights: m?.weights, async textFeatures(t: string[]) { texts.push(t); return { shape: [t.length, TEXT_DIM], data: Float32Array.from(t.flatMap(textFeat)) }; } } as unknown as CLIPModel;
-}
-
-async function folder(name: string, files: [string, number][], size = 8): Promise<string> {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir);
-  for (const [f, seed] of files) {
-    if (!/\.png$/i.test(f)) { fs.writeFileSync(path.join(dir, f), 'not an image'); continue; }
-    await writePNG(path.join(dir, f), { width: size, height: size, data: Uint8Array.from({ length: size * size * 3 }, (_, i) => (i * 31 + seed * 57) % 256) } as RGBImage);
-  }
-  return dir;
-}
 
 test('train-attribute loop: per image a seeded editable timestep, Adam on the objective, mean loss per iteration; saved weights and metadata', async () => {
-  const dir = await folder('loop', [['b.png', 2], ['a.PNG', 1], ['skip.txt', 0]]);
+  const dir = await imageFolder(tmp, 'loop', [['b.png', 2], ['a.PNG', 1], ['skip.txt', 0]]);
   const out = path.join(tmp, 'attr.safetensors');
   const seen: [number, number][] = [], events: string[] = [], texts: string[][] = [];
   const o = { images: dir, source: 'a face', target: 'a smiling face', out, iterations: 2, lr: 0.01, steps: 3, tEdit: 334, seed: 4 };
@@ -115,7 +76,7 @@ test('train-attribute loop: per image a seeded editable timestep, Adam on the ob
 });
 
 test('train-attribute with a visual reference (an image file, or generated from the target): the fused direction normalize(d_text) + normalize(E_I(ref) - mean E_I(images))', async () => {
-  const dir = await folder('visual', [['a.png', 5], ['b.png', 6]], 12); // 12 x 12: not a multiple of 8
+  const dir = await imageFolder(tmp, 'visual', [['a.png', 5], ['b.png', 6]], 12); // 12 x 12: not a multiple of 8
   const refFile = path.join(tmp, 'ref.png');
   const refImage = { width: 12, height: 12, data: Uint8Array.from({ length: 432 }, (_, i) => (i * 13 + 200) % 256) } as RGBImage;
   await writePNG(refFile, refImage);

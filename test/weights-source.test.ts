@@ -18,6 +18,8 @@ import { isTorchPickle, openShardedTensorFiles, openTensorFile, openTensorSource
 import { openComponentWeights, openSharded, SafetensorsSource, WeightsView, type TensorSource } from '../src/io/weights.js';
 import { setHost } from '../src/runtime/host.js';
 import { writeTorchZip } from './torch-writer.js';
+import { refused } from './refusals.js';
+import { f32, u16 } from './bytes.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-wsrc-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -42,15 +44,6 @@ function st(tensors: Record<string, [string, number[], Buffer]>, file = path.joi
   const offsets: Record<string, number> = {};
   for (const [k, v] of Object.entries(header)) offsets[k] = 8 + h.length + (v as { data_offsets: number[] }).data_offsets[0]!;
   return { file, offsets };
-}
-const f32 = (...v: number[]): Buffer => Buffer.from(new Float32Array(v).buffer);
-const u16 = (...v: number[]): Buffer => Buffer.from(new Uint16Array(v).buffer);
-function refused(fn: () => unknown, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof FileFormatError, `expected FileFormatError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    return true;
-  });
 }
 
 test('SafetensorsSource: keys across files (renamed, dropped), shapes, reads, F32 locations by offset', () => {
