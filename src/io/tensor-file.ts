@@ -114,11 +114,11 @@ export function openTensorSource(path: string, rename?: (stored: string) => stri
 }
 
 /**
- * A sharded pickle checkpoint (`pytorch_model.bin.index.json`: `{"weight_map": {key: shard}}`), every
- * shard read weights-only; the index is checked against the shards when opened.
+ * The (tensor key, shard file name) pairs of a shard index `{"weight_map": {key: "model-00001-of-00002.safetensors"}}`,
+ * each shard a plain file name beside the index (never a path that leaves its folder).
  */
-export function openShardedTensorFiles(indexPath: string): TensorSource {
-  let index: { weight_map?: unknown };
+export function readShardIndex(indexPath: string): [string, string][] {
+  let index: { weight_map?: unknown } | null;
   try {
     index = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as typeof index;
   } catch (e) {
@@ -127,10 +127,21 @@ export function openShardedTensorFiles(indexPath: string): TensorSource {
   const map = index?.weight_map; // (a file holding just `null` is JSON too)
   if (!map || typeof map !== 'object' || Array.isArray(map)) throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
   const dir = path.dirname(indexPath);
+  return Object.entries(map as Record<string, unknown>).map(([key, shard]) => {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new FileFormatError(indexPath, `shard ${JSON.stringify(shard)} is not a file name in ${dir}`, key);
+    return [key, shard];
+  });
+}
+
+/**
+ * A sharded pickle checkpoint (`pytorch_model.bin.index.json`: `{"weight_map": {key: shard}}`), every
+ * shard read weights-only; the index is checked against the shards when opened.
+ */
+export function openShardedTensorFiles(indexPath: string): TensorSource {
+  const dir = path.dirname(indexPath);
   const shards = new Map<string, TensorFileSource>();
   const byKey = new Map<string, TensorFileSource>();
-  for (const [key, shard] of Object.entries(map as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new FileFormatError(indexPath, `shard ${JSON.stringify(shard)} is not a file name in ${dir}`, key);
+  for (const [key, shard] of readShardIndex(indexPath)) {
     let src = shards.get(shard);
     if (!src) { src = openTensorSource(path.join(dir, shard)); shards.set(shard, src); }
     if (!src.has(key)) throw new FileFormatError(path.join(dir, shard), `the shard index lists tensor ${key} here but the file does not hold it`, key);

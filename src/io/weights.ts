@@ -10,7 +10,7 @@ import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { SafetensorsFile } from './safetensors.js';
 import { f32Mirror } from './f32-mirror.js';
-import { openShardedTensorFiles, openTensorSource } from './tensor-file.js';
+import { openShardedTensorFiles, openTensorSource, readShardIndex } from './tensor-file.js';
 import type { FileSpan } from '../graph/ir.js';
 
 const EMPTY = new Float32Array(0);
@@ -154,19 +154,10 @@ export function openComponentWeights(dir: string): TensorSource {
 
 /** A sharded checkpoint: `{"weight_map": {key: "model-00001-of-00002.safetensors"}}`. */
 export function openSharded(indexPath: string): SafetensorsSource {
-  let index: { weight_map?: Record<string, string> };
-  try {
-    index = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as typeof index;
-  } catch (e) {
-    throw new FileFormatError(indexPath, `cannot read shard index (${(e as Error).message})`);
-  }
-  if (!index?.weight_map || typeof index.weight_map !== 'object') throw new FileFormatError(indexPath, 'shard index has no weight_map object', 'weight_map');
+  const entries = readShardIndex(indexPath);
   const dir = path.dirname(indexPath);
-  for (const [key, f] of Object.entries(index.weight_map as Record<string, unknown>)) {
-    if (typeof f !== 'string' || f.includes('/') || f.includes('\\')) throw new FileFormatError(indexPath, `shard ${JSON.stringify(f)} is not a file name in ${dir}`, key);
-  }
-  const files = [...new Set(Object.values(index.weight_map))].map((f) => SafetensorsFile.open(path.join(dir, f)));
-  for (const [key, file] of Object.entries(index.weight_map)) {
+  const files = [...new Set(entries.map(([, f]) => f))].map((f) => SafetensorsFile.open(path.join(dir, f)));
+  for (const [key, file] of entries) {
     const f = files.find((x) => path.basename(x.path) === file);
     if (!f?.has(key)) throw new FileFormatError(path.join(dir, file), `the shard index lists tensor ${key} here but the file does not hold it`, key);
   }
