@@ -49,7 +49,7 @@ export const SLICES = {
       'src/io/weights.ts'],
     // Hand-built safetensors / zip / pickle / torch layouts first (ms each); pickle.test (torch-made fixtures) last.
     // Its slow checks (whole-model .bin folders, the 10M-visit memo DAG) live in pickle-pipeline.test, not here.
-    tests: t('safetensors-header', 'zip-directory', 'pickle-opcodes', 'torch-layout', 'weights-source', 'io-format-edges', 'safetensors', 'pickle'),
+    tests: t('safetensors-header', 'zip-directory', 'pickle-opcodes', 'torch-layout', 'weights-source', 'io-format-edges', 'f32-mirror-signals', 'safetensors', 'pickle'),
   },
   'io-images': {
     mutate: ['src/io/image.ts', 'src/io/pil-resize.ts', 'src/io/vae-image-processor.ts', 'src/io/clip-image-processor.ts', 'src/io/torch-nearest.ts'],
@@ -76,7 +76,7 @@ export const SLICES = {
     // train-attribute-pieces likewise for preview, edit, fuse, train-*; fuse-pno-loop / train-attribute-loop (seconds:
     // stand-ins around the tiny models' weights, which PNO and the Asyrp objective differentiate through); the
     // model-running files after them (each ~30 s a run: hours for the whole slice).
-    tests: t('vary-loop', 'text-to-image-loop', 'h-space-loop', 'inject-pieces', 'preview-hook', 'edit-loop', 'fuse-loop', 'train-aligner-loop',
+    tests: t('vary-loop', 'invert-pieces', 'text-to-image-loop', 'h-space-loop', 'inject-pieces', 'preview-hook', 'edit-loop', 'fuse-loop', 'train-aligner-loop',
       'train-attribute-pieces', 'hand-derived', 'bug-bank-pins', 'fuse-pno-loop', 'train-attribute-loop', 'pipelines', 'pixel', 'hspace', 'fuse', 'vary-regression',
       'train-aligner', 'train-attribute'),
   },

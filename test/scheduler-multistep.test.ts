@@ -338,7 +338,10 @@ test('UniPC options and errors; solveF32 is LU with partial pivoting', () => {
 });
 
 test('UniPC bh1 with a final sigma of 0 is a one-line error, not NaN latents at the last step', () => {
-  assert.throws(() => new UniPCMultistepScheduler({ solver_type: 'bh1' }), (e: Error) => /solver_type.*bh1.*final_sigmas_type "zero".*NaN.*sigma_min/.test(e.message));
+  // word for word, the key included (final_sigmas_type "zero" is UniPC's default, so bh1 alone is refused)
+  const detail = 'solver_type "bh1" with final_sigmas_type "zero" makes the last step NaN (as in diffusers); expected final_sigmas_type "sigma_min" or solver_type "bh2"';
+  throwsFile(() => new UniPCMultistepScheduler({ solver_type: 'bh1' }), SRC, 'solver_type', detail);
+  throwsFile(() => new UniPCMultistepScheduler({ solver_type: 'bh1', final_sigmas_type: 'zero' }, { source: 'u.json' }), 'u.json', 'solver_type', detail);
   assert.equal(new UniPCMultistepScheduler({ solver_type: 'bh1', final_sigmas_type: 'sigma_min' }).solverType, 'bh1');
 });
 

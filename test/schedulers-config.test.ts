@@ -15,10 +15,11 @@ import { Config } from '../src/io/config.js';
 import { parsePythonJson } from '../src/io/python-json.js';
 import type { NoiseSource } from '../src/noise/gaussian.js';
 import {
-  createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, PNDMScheduler,
+  createInverseScheduler, createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, PNDMScheduler,
   SCHEDULERS, type Sampler,
 } from '../src/schedulers/index.js';
 import { modelDir } from './helpers.js';
+import { fileError } from './refusals.js';
 import { sd15Scheduler } from './scheduler-goldens.js';
 
 const schedulerConfig = (m: string): Config => Config.read(path.join(modelDir(m), 'scheduler', 'scheduler_config.json'));
@@ -164,4 +165,33 @@ test('bad scheduler configs give one-line errors naming the key', () => {
   bad('ddpm', { variance_type: 'fixed_large_log' }, 'variance_type');
   bad('lms', { num_train_timesteps: 0 }, 'num_train_timesteps');
   bad('euler-a', { trained_betas: [0.1, 0.2] }, 'trained_betas');
+});
+
+test('the DDIM file readers and _class_name: each refusal word for word (file, key, expected, actual); camelCase keys in a file are not a parsed config', () => {
+  const c = schedulerConfig('tiny-sd15'), F = 'sched.json';
+  const from = (extra: Record<string, unknown>) => ({ file: F, raw: { ...c.raw, ...extra } as Config['raw'] });
+  const classes = 'DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, PNDMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler';
+  // a one-element list holding a class name is not a name (Object.hasOwn would take it as the string)
+  for (const [cls, got] of [['KDPM2DiscreteScheduler', '"KDPM2DiscreteScheduler"'], [['DDIMScheduler'], '["DDIMScheduler"]'], [undefined, 'null'], [7, '7']] as const) {
+    fileError(() => createScheduler(undefined, from({ _class_name: cls })), F, `expected a supported scheduler class (${classes}) or choose one with --scheduler, got ${got}`, '_class_name');
+  }
+  // DDIM's own reader (the default class of tiny-sd15), forward and inverse: non-numbers and unknown strings
+  fileError(() => createScheduler(undefined, from({ timestep_spacing: 'sideways' })), F, 'expected one of leading, trailing, linspace, got "sideways"', 'timestep_spacing');
+  fileError(() => createInverseScheduler(from({ timestep_spacing: 'sideways' })), F, 'expected one of leading, trailing, got "sideways"', 'timestep_spacing');
+  fileError(() => createScheduler('ddim', from({ prediction_type: 'x0' })), F, 'expected one of epsilon, v_prediction, sample, got "x0"', 'prediction_type');
+  fileError(() => createInverseScheduler(from({ prediction_type: 5 })), F, 'expected one of epsilon, v_prediction, sample, got 5', 'prediction_type');
+  fileError(() => createScheduler(undefined, from({ beta_end: '0.012' })), F, 'expected a finite number, got "0.012"', 'beta_end');
+  fileError(() => createScheduler(undefined, from({ num_train_timesteps: [1000] })), F, 'expected a positive integer, got [1000]', 'num_train_timesteps');
+  fileError(() => createInverseScheduler(from({ steps_offset: true })), F, 'expected an integer, got true', 'steps_offset');
+  // camelCase keys (a parsed DdimConfig's names) in a file: unknown keys, so the file is still read and checked
+  // (was: taken for a parsed config, no timesteps, a TypeError at the first step)
+  const plain = createScheduler(undefined, c) as DDIMScheduler;
+  for (const camel of [{ numTrainTimesteps: 10, predictionType: 'sample' }, { numTrainTimesteps: 10 }, { predictionType: 'sample' }]) {
+    const s = createScheduler(undefined, from(camel)) as DDIMScheduler;
+    assert.deepEqual(s.config, plain.config, JSON.stringify(camel));
+    s.setTimesteps(2);
+    assert.deepEqual(s.timesteps, [501, 1]);
+    fileError(() => createScheduler(undefined, from({ ...camel, prediction_type: 'x0' })), F, 'expected one of epsilon, v_prediction, sample, got "x0"', 'prediction_type');
+    fileError(() => createInverseScheduler(from({ ...camel, num_train_timesteps: 'many' })), F, 'expected a positive integer, got "many"', 'num_train_timesteps');
+  }
 });

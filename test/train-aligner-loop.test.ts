@@ -262,3 +262,28 @@ test('train-aligner: --save-every, --init, --resume (continues exactly), and the
   const nanData = await dataset('nan', 3);
   await bad({ lr: 7 }, 'the loss became NaN at step 1; lower --lr', nanData);
 });
+
+/** How many descriptors of this process are open on `file` (Linux: the links in /proc/self/fd). */
+function openFds(file: string): number {
+  const real = fs.realpathSync(file);
+  return fs.readdirSync('/proc/self/fd').filter((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) === real; } catch { return false; } }).length;
+}
+
+test('train-aligner: 16 pairs (one whole chunk) embed in one chunk, no empty extra one; the cache file is closed after a run and after a failed one', { skip: !fs.existsSync('/proc/self/fd') && 'needs /proc/self/fd' }, async () => {
+  const data = await dataset('chunk16', 16);
+  const out = path.join(tmp, 'chunk16.safetensors');
+  const enc = { images: 0, texts: 0 }, events: string[] = [];
+  const r = await trainAligner(ck(enc), { data, out, steps: 1, batchSize: 4, lr: 0.01, onProgress: (e) => { if (e.stage === 'embed') events.push(`${e.step}/${e.total}`); } });
+  assert.equal(r.pairs, 16);
+  assert.deepEqual(events, ['0/16', '16/16']);
+  assert.deepEqual(enc, { images: 16, texts: 16 });
+  assert.deepEqual(readAllFloat32(r.cacheFile)['pooled_text']!.shape, [16, DT]);
+  assert.equal(openFds(r.cacheFile), 0, 'the cache file is closed');
+  // a run that fails inside the training loop (NaN loss at step 1) closes it too
+  const nanData = await dataset('nan16', 3), nanOut = path.join(tmp, 'nan16.safetensors');
+  await assert.rejects(trainAligner(ck({ images: 0, texts: 0 }, { nan: true }), { data: nanData, out: nanOut, steps: 1, batchSize: 2 }),
+    (e: unknown) => e instanceof InputError && e.message === 'the loss became NaN at step 1; lower --lr');
+  const nanCache = fs.readdirSync(tmp).filter((n) => n.startsWith('nan16.safetensors.embeddings-') && n.endsWith('.safetensors'));
+  assert.equal(nanCache.length, 1);
+  assert.equal(openFds(path.join(tmp, nanCache[0]!)), 0, 'the cache file is closed after the error');
+});

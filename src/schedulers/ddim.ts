@@ -498,6 +498,17 @@ export class DDIMInverseScheduler extends DdimBase {
   }
 }
 
+/** The type of every DdimConfig field (trainedBetas: null or a list). */
+const PARSED_FIELDS: Record<keyof DdimConfig, 'number' | 'string' | 'boolean' | 'object'> = {
+  numTrainTimesteps: 'number', betaStart: 'number', betaEnd: 'number', betaSchedule: 'string', trainedBetas: 'object', clipSample: 'boolean',
+  clipSampleRange: 'number', setAlphaToOne: 'boolean', stepsOffset: 'number', predictionType: 'string', timestepSpacing: 'string',
+  thresholding: 'boolean', rescaleBetasZeroSnr: 'boolean',
+};
+
+/**
+ * A parsed config has every DdimConfig field; anything else is read as a scheduler_config.json, so a file that carries a
+ * few camelCase keys is still validated (unknown keys there, ignored as diffusers does) instead of used half-empty.
+ */
 function isParsed(c: DdimConfigJson | DdimConfig): c is DdimConfig {
-  return typeof (c as DdimConfig).numTrainTimesteps === 'number' && typeof (c as DdimConfig).predictionType === 'string';
+  return Object.entries(PARSED_FIELDS).every(([k, type]) => typeof (c as Record<string, unknown>)[k] === type);
 }
