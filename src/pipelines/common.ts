@@ -67,6 +67,11 @@ export function samplesToImages(samples: Tensor): RGBImage[] {
   return numpyToPil(new VaeImageProcessor({ vae_scale_factor: 1 }).postprocessNp(samples));
 }
 
+/** A checkpoint's final samples as 8-bit images: decoded by its VAE, or taken as pixels for a pixel-space model. */
+export async function finalImages(ck: Checkpoint, x: Tensor, ctl?: RunControl): Promise<RGBImage[]> {
+  return ck.isPixelSpace() ? samplesToImages(x) : decodeLatents(ck.autoencoder(), x, ctl);
+}
+
 /** A pipeline phase no longer needs these components: in low-memory mode free their sessions now. */
 export async function phaseDone(ck: Checkpoint, ...components: ComponentName[]): Promise<void> {
   if (!lowMemory()) return;

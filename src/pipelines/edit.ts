@@ -7,7 +7,7 @@ import type { Checkpoint } from '../components/checkpoint.js';
 import type { RGBImage } from '../io/image.js';
 import { loadDeltaBlock } from '../methods/delta-block.js';
 import type { NoiseSource } from '../noise/gaussian.js';
-import { decodeLatents, type GeneratedImages, referenceAtSize, samplesToImages } from './common.js';
+import { finalImages, type GeneratedImages, referenceAtSize } from './common.js';
 import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { checkTimestep } from './inject.js';
 import { imageToLatents, invert } from './invert.js';
@@ -58,6 +58,6 @@ export async function edit(ck: Checkpoint, o: EditOptions): Promise<GeneratedIma
     preview: o.preview,
     signal: o.signal,
   });
-  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);
+  const images = await finalImages(ck, x, o);
   return { latents: x, images, truncatedPrompts: [] };
 }

@@ -10,7 +10,7 @@ import type { RGBImage } from '../io/image.js';
 import { pilResize } from '../io/pil-resize.js';
 import type { NoiseSource } from '../noise/gaussian.js';
 import type { Tensor } from '../tensor.js';
-import { decodeLatents, type GeneratedImages, referenceAtSize, samplesToImages } from './common.js';
+import { finalImages, type GeneratedImages, referenceAtSize } from './common.js';
 import { hSpaceSample, hSpaceShape } from './h-space.js';
 import { imageToLatents, invert } from './invert.js';
 import type { RunControl } from './progress.js';
@@ -120,6 +120,6 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
     preview: o.preview,
     signal: o.signal,
   });
-  const images = ck.isPixelSpace() ? samplesToImages(x) : await decodeLatents(ck.autoencoder(), x, o);
+  const images = await finalImages(ck, x, o);
   return { latents: x, images, truncatedPrompts: [] };
 }
