@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Derives test/fixtures/keymaps/sdxl-tiny.json (the SDXL single-file key map of tiny-sdxl) from tables that are
-// diffusers' own output, NOT from src/io/original-checkpoint.ts (needs `tsc` first, only to list the folder's keys):
+// diffusers' own output, NOT from src/io/original-keymap.ts (needs `tsc` first, only to list the folder's keys):
 // - UNet: the block positions of diffusers' convert_diffusers_to_original_sdxl.py (down_blocks.i.resnets.j ->
 //   input_blocks.3i+j+1.0, attentions -> .1, downsampler -> input_blocks.3(i+1).0.op, up_blocks.i.resnets.j ->
 //   output_blocks.3i+j.0, attentions -> .1, upsampler -> output_blocks.3i+2.(1 without attention, else 2),

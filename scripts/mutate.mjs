@@ -64,7 +64,7 @@ export const SLICES = {
     tests: t('tokenizer-edges', 'caption-jsonl', 'tokenizer-config', 'tokenizer'),
   },
   'io-keymaps': {
-    mutate: ['src/io/original-checkpoint.ts', 'src/io/original-controlnet.ts'],
+    mutate: ['src/io/original-checkpoint.ts', 'src/io/original-keymap.ts', 'src/io/original-architecture.ts', 'src/io/original-layout-source.ts', 'src/io/original-controlnet.ts'],
     // reads / layouts / writer / inference / options: hand-built files and sparse headers (ms each), before the model-running files.
     tests: t('original-checkpoint-reads', 'original-controlnet-layouts', 'original-layout-writer', 'original-controlnet-header', 'original-checkpoint-inference',
       'original-checkpoint-options', 'single-file-keymap', 'original-checkpoint', 'original-controlnet'),

@@ -22,7 +22,7 @@ import { runOnce } from '../src/graph/session.js';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights, SafetensorsSource, WeightsView } from '../src/io/weights.js';
 import { readImageRGB } from '../src/io/image.js';
-import { toOriginalLayout } from '../src/io/original-checkpoint.js';
+import { toOriginalLayout } from '../src/io/original-keymap.js';
 import { createMethod } from '../src/methods/index.js';
 import { vary } from '../src/pipelines/vary.js';
 import { host, setHost } from '../src/runtime/host.js';

@@ -7,9 +7,8 @@ import { FileFormatError } from '../src/errors.js';
 import { Graph } from '../src/graph/ir.js';
 import { runOnce } from '../src/graph/session.js';
 import { Config } from '../src/io/config.js';
-import {
-  openOriginalCheckpoint, originalKeyOf, toOriginalLayout, type DiffusersComponents, type OriginalCheckpointOptions, type TextEncoderLayout,
-} from '../src/io/original-checkpoint.js';
+import { openOriginalCheckpoint, type OriginalCheckpointOptions } from '../src/io/original-checkpoint.js';
+import { originalKeyOf, toOriginalLayout, type DiffusersComponents, type TextEncoderLayout } from '../src/io/original-keymap.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { WeightsView } from '../src/io/weights.js';
 import { autoencoderConfig, vaeDecode, vaeEncode } from '../src/models/autoencoder-kl.js';

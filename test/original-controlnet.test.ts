@@ -2,7 +2,7 @@
  * ControlNets in the original (lllyasviel) layout: a .pth (torch zip) or .safetensors file with
  * input_hint_block / zero_convs / middle_block_out and ldm UNet-encoder names, optionally under
  * control_model. (v1.0 files holding a whole SD model too). The test writes the tiny diffusers ControlNet
- * in that layout (names from original-checkpoint's UNet table plus the ControlNet parts of diffusers'
+ * in that layout (names from original-keymap's UNet table plus the ControlNet parts of diffusers'
  * convert_controlnet_checkpoint) and checks the config inferred from shapes and every weight.
  */
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ControlNet } from '../src/components/controlnet.js';
-import { originalKeyOf, UNET_PREFIX } from '../src/io/original-checkpoint.js';
+import { originalKeyOf, UNET_PREFIX } from '../src/io/original-keymap.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { maxAbsDiff, type Tensor } from '../src/tensor.js';

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InputError } from '../src/errors.js';
-import { layoutContextFromKeys, toOriginalLayout } from '../src/io/original-checkpoint.js';
+import { layoutContextFromKeys, toOriginalLayout } from '../src/io/original-keymap.js';
 import type { Tensor } from '../src/tensor.js';
 
 let next = 1;

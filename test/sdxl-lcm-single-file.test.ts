@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
-import { toOriginalLayout, UNET_PREFIX } from '../src/io/original-checkpoint.js';
+import { toOriginalLayout, UNET_PREFIX } from '../src/io/original-keymap.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { NativeGaussian } from '../src/noise/gaussian.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';

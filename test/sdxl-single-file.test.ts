@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
 import { FileFormatError } from '../src/errors.js';
-import { toOriginalLayout, type DiffusersComponentsXL } from '../src/io/original-checkpoint.js';
+import { toOriginalLayout, type DiffusersComponentsXL } from '../src/io/original-keymap.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
 import { maxAbsDiff } from '../src/tensor.js';

@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/components/checkpoint.js';
-import { openOriginalCheckpoint, originalKeyOf, toOriginalLayout, type OriginalLayoutContext } from '../src/io/original-checkpoint.js';
+import { openOriginalCheckpoint } from '../src/io/original-checkpoint.js';
+import { originalKeyOf, toOriginalLayout, type OriginalLayoutContext } from '../src/io/original-keymap.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/weights.js';
 import { textToImage } from '../src/pipelines/text-to-image.js';
@@ -144,7 +145,7 @@ test('diffusers\' tiny-sd15.safetensors with the folder\'s head counts gives the
 // SDXL: no diffusers-converted SDXL file exists in the reference data, so the table (sdxl-tiny.json) is derived by
 // scripts/derive-sdxl-keymap.mjs from diffusers' SDXL conversion block positions, checked there to reproduce
 // sd1-tiny.json (diffusers' own conversion) on tiny-sd15, with every module-inner name taken from sd1-tiny.json and
-// the text encoders from the SD 1.x / OpenCLIP tables. It is data, independent of src/io/original-checkpoint.ts.
+// the text encoders from the SD 1.x / OpenCLIP tables. It is data, independent of src/io/original-keymap.ts.
 type XLEntry = [original: string, component: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2', part: 0 | 1 | 2 | 'T' | null, diffusers: string];
 const SDXL = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'keymaps', 'sdxl-tiny.json'), 'utf8')) as { entries: XLEntry[] }).entries;
 const XL_COMPONENTS = ['unet', 'vae', 'text_encoder', 'text_encoder_2'] as const;

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { Config, type Json } from './config.js';
+import { keyIndices } from './original-architecture.js';
 import { openTensorFile, type TensorFile } from './tensor-file.js';
 import type { TensorSource } from './weights.js';
 
@@ -84,15 +85,6 @@ class OriginalControlNetSource implements TensorSource {
   }
 }
 
-function indices(f: TensorFile, re: RegExp): number[] {
-  const out = new Set<number>();
-  for (const k of f.tensors.keys()) {
-    const m = re.exec(k);
-    if (m) out.add(Number(m[1]));
-  }
-  return [...out].sort((a, b) => a - b);
-}
-
 /** Open an original-layout ControlNet file: config (beside the file, else inferred) and weights under diffusers names. */
 export function openOriginalControlNet(file: string): { config: Config; weights: TensorSource } {
   const f = openTensorFile(file);
@@ -106,14 +98,14 @@ export function openOriginalControlNet(file: string): { config: Config; weights:
     if (!f.has(P + k)) throw new FileFormatError(file, 'missing tensor (needed to infer the ControlNet configuration)', P + k);
     return f.info(P + k).shape;
   };
-  const numInput = (indices(f, new RegExp(`^${esc}input_blocks\\.(\\d+)\\.`)).pop() ?? 0) + 1;
-  const ops = indices(f, new RegExp(`^${esc}input_blocks\\.(\\d+)\\.0\\.op\\.weight$`));
+  const numInput = (keyIndices(f, new RegExp(`^${esc}input_blocks\\.(\\d+)\\.`)).pop() ?? 0) + 1;
+  const ops = keyIndices(f, new RegExp(`^${esc}input_blocks\\.(\\d+)\\.0\\.op\\.weight$`));
   const layersPerBlock = ops.length > 0 ? ops[0]! - 1 : numInput - 1;
   const levels = ops.length + 1;
   const per = layersPerBlock + 1;
   // Every level has the same depth, so downsampler i sits at block (i + 1) * per (as the UNet reader requires).
   if (layersPerBlock < 1 || numInput !== levels * per || ops.some((o, i) => o !== (i + 1) * per)) throw new FileFormatError(file, `unexpected ControlNet layout: ${numInput} input blocks with downsamplers at [${ops.join(', ')}]`, `${P}input_blocks`);
-  const hints = indices(f, new RegExp(`^${esc}input_hint_block\\.(\\d+)\\.weight$`));
+  const hints = keyIndices(f, new RegExp(`^${esc}input_hint_block\\.(\\d+)\\.weight$`));
   const hintLast = hints[hints.length - 1]!;
   if (hints.some((h, i) => h !== 2 * i) || hints.length < 2) throw new FileFormatError(file, `input_hint_block convolutions at [${hints.join(', ')}], expected 0, 2, 4, ...`, `${P}input_hint_block`);
 
@@ -138,7 +130,7 @@ export function openOriginalControlNet(file: string): { config: Config; weights:
     const has = f.has(`${P}input_blocks.${i}.1.proj_in.weight`);
     attention.push(has);
     if (has) firstAttn ??= `input_blocks.${i}.1.`;
-    depth.push(has ? indices(f, new RegExp(`^${esc}input_blocks\\.${i}\\.1\\.transformer_blocks\\.(\\d+)\\.`)).length : 1);
+    depth.push(has ? keyIndices(f, new RegExp(`^${esc}input_blocks\\.${i}\\.1\\.transformer_blocks\\.(\\d+)\\.`)).length : 1);
   }
   firstAttn ??= 'middle_block.1.';
   const cross = shape(`${firstAttn}transformer_blocks.0.attn2.to_k.weight`)[1]!;
