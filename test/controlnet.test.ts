@@ -125,4 +125,12 @@ test('ControlNet bad input: counts, channels, not an image', async () => {
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /error: .*wide-cn.*(weight has shape|does not fit this UNet)/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
+  // another family: an SD 1.5 ControlNet on SDXL, and one whose text width is not the UNet's
+  r = spawnSync(process.execPath, [bin, 'generate', '--model', modelDir('tiny-sdxl'), '--prompt', 'x', '--steps', '1', '--width', '64', '--height', '64', '--quiet', '--out', path.join(tmp, 'o.png'), '--controlnet', modelDir(CN), '--control-image', img], { encoding: 'utf8' });
+  assert.equal(r.stderr.trim(), `error: ${modelDir(CN)} [addition_embed_type]: this ControlNet is for another model family: its addition_embed_type is null (SD 1.x/2.x), this UNet's is "text_time" (SDXL)`);
+  const text48 = path.join(tmp, 'text48-cn');
+  fs.cpSync(modelDir(CN), text48, { recursive: true });
+  fs.writeFileSync(path.join(text48, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(modelDir(CN), 'config.json'), 'utf8')) as object, cross_attention_dim: 48 }));
+  r = run(['--controlnet', text48, '--control-image', img]);
+  assert.equal(r.stderr.trim(), `error: ${text48} [cross_attention_dim]: this ControlNet is for another model family: its cross_attention_dim is 48, this UNet's is 32`);
 });

@@ -75,6 +75,7 @@ export function controlNetVariant(controls: readonly PreparedControl[]): UNetVar
     hooks(g: Graph, batch: number, inputs: DenoiserInputs): UNetHooks {
       const ehs = inputs.encoderHiddenStates;
       if (!ehs) throw new InputError('ControlNets need a text-conditioned UNet (Stable Diffusion), not a pixel-space UNet2DModel');
+      for (const c of controls) checkFamily(c.net, inputs, ehs);
       const residuals = controls.map((c, j) => {
         const [, , h, w] = c.image.shape as [number, number, number, number];
         const cond = g.input(condName(j), [batch, 3, h, w]);
@@ -97,6 +98,20 @@ export function controlNetVariant(controls: readonly PreparedControl[]): UNetVar
       };
     },
   };
+}
+
+/**
+ * A ControlNet is trained beside one model family: refuse one whose latent channels, text width or added
+ * conditioning differ from the UNet's before its graph is built (where the mismatch would be a shape error).
+ */
+function checkFamily(net: ControlNet, inputs: DenoiserInputs, ehs: Value): void {
+  const family = (sdxl: boolean): string => (sdxl ? '"text_time" (SDXL)' : 'null (SD 1.x/2.x)');
+  const differ = (key: string, its: string | number, unets: string | number): FileFormatError =>
+    new FileFormatError(net.id, `this ControlNet is for another model family: its ${key} is ${its}, this UNet's is ${unets}`, key);
+  const cfg = net.config;
+  if (Boolean(cfg.addition) !== Boolean(inputs.addedCond)) throw differ('addition_embed_type', family(Boolean(cfg.addition)), family(Boolean(inputs.addedCond)));
+  if (cfg.inChannels !== inputs.sample.dim(1)) throw differ('in_channels', cfg.inChannels, inputs.sample.dim(1));
+  if (cfg.crossAttentionDim !== ehs.dim(2)) throw differ('cross_attention_dim', cfg.crossAttentionDim, ehs.dim(2));
 }
 
 /** Feeds for one UNet call: each ControlNet's image on every row, and its scale per row (`rowScale[j][row]`, multiplied by the control's own scale). */
