@@ -22,6 +22,11 @@ import { MASACTRL_RUN } from './masactrl.js';
 import type { GuidanceMode, OfficialRun, ReferenceMethod } from './method.js';
 import { CONCAT, PLAIN, REPLACE } from './reference-attention.js';
 
+/** Official RIVAL's timesteps: reference-only K/V (t_align) and noise AdaIN (t_early) above them. */
+export const KV_CONCAT_DEFAULTS = { tAlign: 600, tEarly: 600 } as const;
+/** Official MasaCtrl's STEP and LAYER: K/V replaced from this step and this self-attention layer on. */
+export const KV_REPLACE_DEFAULTS = { startStep: 4, startLayer: 10 } as const;
+
 export interface KVConcatOptions {
   guidanceMode?: GuidanceMode;
   tAlign?: number;
@@ -38,7 +43,7 @@ export interface KVConcatOptions {
 }
 
 export function kvConcat(o: KVConcatOptions = {}): ReferenceMethod {
-  const tAlign = o.tAlign ?? 600, tEarly = o.tEarly ?? 600;
+  const tAlign = o.tAlign ?? KV_CONCAT_DEFAULTS.tAlign, tEarly = o.tEarly ?? KV_CONCAT_DEFAULTS.tEarly;
   const w = (t: number) => (t > tAlign ? REPLACE : CONCAT);
   return {
     name: 'kv-concat',
@@ -93,7 +98,7 @@ export interface KVReplaceOptions {
 }
 
 export function kvReplace(steps: number, o: KVReplaceOptions = {}): ReferenceMethod {
-  const startStep = o.startStep ?? 4, startLayer = o.startLayer ?? 10;
+  const startStep = o.startStep ?? KV_REPLACE_DEFAULTS.startStep, startLayer = o.startLayer ?? KV_REPLACE_DEFAULTS.startLayer;
   if (!Number.isInteger(startStep) || startStep < 0 || startStep > steps) throw new InputError(`--start-step must be an integer in [0, ${steps}], got ${startStep}`);
   if (!Number.isInteger(startLayer) || startLayer < 0) throw new InputError(`--start-layer must be an integer >= 0, got ${startLayer}`);
   const totalSteps = o.totalSteps ?? 50, totalLayers = o.totalLayers ?? 16;

@@ -9,6 +9,7 @@ import { parseLoraSpec } from '../adapters/lora/lora-set.js';
 import { cropFlag, sizeFlag } from '../cli/conditioning-flags.js';
 import { seed } from '../cli/parse.js';
 import { InputError } from '../errors.js';
+import { KV_CONCAT_DEFAULTS, KV_REPLACE_DEFAULTS } from '../methods/baselines.js';
 import { GUIDANCE_MODES, METHOD_NAMES } from '../methods/method.js';
 import { FUSIONS } from '../methods/vcf/fusion.js';
 import { NOISE_KINDS } from '../noise/gaussian.js';
@@ -183,10 +184,10 @@ export const VARY_OPTIONS = {
   stratifiedSteps: optional('--stratified-steps <s>', 'InDetail-IP: steps with Stratified Attention (default 10 of 50, scaled to --steps)', Type.Integer({ minimum: 0 })),
   lambdaP: withDefault('--lambda-p <x>', 'InDetail-IP: weight of the image-prompt attention (λP)', Type.Number({ minimum: 0 }), 1),
   lambdaG: withDefault('--lambda-g <y>', 'InDetail-IP: weight of the generated image\'s own attention (λG)', Type.Number({ minimum: 0 }), 1),
-  tAlign: optional('--t-align <t>', 'kv-concat (RIVAL): reference-only K/V above this timestep', Timestep),
-  tEarly: optional('--t-early <t>', 'kv-concat (RIVAL): AdaIN of the guided noise to the reference\'s above this timestep (default 600)', Timestep),
-  startStep: optional('--start-step <n>', 'kv-replace (MasaCtrl): first step that replaces K/V', Type.Integer({ minimum: 0 })),
-  startLayer: optional('--start-layer <n>', 'kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V', Type.Integer({ minimum: 0 })),
+  tAlign: optional('--t-align <t>', `kv-concat (RIVAL): reference-only K/V above this timestep (default ${KV_CONCAT_DEFAULTS.tAlign})`, Timestep),
+  tEarly: optional('--t-early <t>', `kv-concat (RIVAL): AdaIN of the guided noise to the reference's above this timestep (default ${KV_CONCAT_DEFAULTS.tEarly})`, Timestep),
+  startStep: optional('--start-step <n>', `kv-replace (MasaCtrl): first step that replaces K/V (default ${KV_REPLACE_DEFAULTS.startStep})`, Type.Integer({ minimum: 0 })),
+  startLayer: optional('--start-layer <n>', `kv-replace (MasaCtrl): first self-attention layer (forward order) that replaces K/V (default ${KV_REPLACE_DEFAULTS.startLayer})`, Type.Integer({ minimum: 0 })),
   scoreScale: optional('--score-scale <x>', 'style-aligned (StyleAligned): shared_score_scale, multiplies the reference keys (default 1)', Type.Number()),
   scoreShift: optional('--score-shift <y>', 'style-aligned (StyleAligned): shared_score_shift, added to the reference logits (default log 2 = 0.693)', Type.Number()),
   inversionOffset: optional('--inversion-offset <n>', 'style-aligned (StyleAligned): the reference row starts from the inversion chain\'s zts[n] (most noisy first) and is pinned to zts[max(n+1, i+1)] after step i (default steps/10, at least 2)', Type.Integer({ minimum: 0 })),

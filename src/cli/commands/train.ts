@@ -56,7 +56,7 @@ export function registerTrainCommands(program: Command, globals: () => GlobalOpt
     .option('--lr <x>', 'Adam learning rate (Asyrp: 0.5)', float('--lr', 0), 0.5)
     .option('--t-edit <t>', 'train on timesteps t >= T', int('--t-edit'), 500)
     .option('--steps <n>', 'DDIM steps of the inversion', int('--steps', 1, 1000), 40)
-    .option('--visual-reference <generate|file>', 'fuse a visual direction: an image generated from --target ("generate") or an image file (seed 002)')
+    .option('--visual-reference <generate|file>', 'fuse a visual direction into the CLIP direction: an image generated from --target ("generate") or an image file (the step-wise visual/text fusion of the Asyrp-family editing paper)')
     .option('--seed <s>', 'seed (initialisation, timestep sampling, generated reference)', int('--seed', 0), 0)
     .action(async (o: { model: string; images: string; source: string; target: string; clip: string; out: string; iterations: number; lr: number; tEdit: number; steps: number; visualReference?: string; seed: number }) => {
       const progress = new ProgressReporter(globals().quiet);
