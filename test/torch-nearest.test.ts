@@ -39,6 +39,8 @@ test('resize: each output pixel is the source pixel at (row index, column index)
   assert.equal(out.height, 3);
   const cols = [0, 0, 0, 1, 1, 2, 2], rows = [0, 0, 1];
   assert.deepEqual([...out.data], rows.flatMap((y) => cols.flatMap((x) => px(x, y))));
+  // Width changed, height unchanged (width 3 -> 6: columns [0, 0, 1, 1, 2, 2]): resized, not returned as is.
+  assert.deepEqual([...torchNearestResize(img, 6, 2).data], [0, 1].flatMap((y) => [0, 0, 1, 1, 2, 2].flatMap((x) => px(x, y))));
   // Down in one axis only (height 2 -> 1: row 0), width unchanged.
   assert.deepEqual([...torchNearestResize(img, 3, 1).data], [0, 1, 2].flatMap((x) => px(x, 0)));
   // Width unchanged, height doubled: the index halves.
