@@ -35,7 +35,7 @@ export const SLICES = {
     mutate: ['src/methods/adain.ts', 'src/methods/vcf/**/*.ts', 'src/methods/h-space.ts', 'src/methods/delta-block.ts',
       'src/methods/asyrp-training.ts', 'src/methods/clip-guidance.ts'],
     // h-space-edit: the h-space hook and the DeltaBlock file reader by hand (hspace.test runs the tiny UNet: not here).
-    tests: t('h-space-edit', 'vcf-aligner-file', 'vcf-objective-options', 'hand-derived', 'vcf', 'clip-guidance-towers', 'asyrp-objective-key', 'asyrp-training', 'pno'),
+    tests: t('h-space-edit', 'vcf-aligner-file', 'vcf-objective-options', 'hand-derived', 'vcf', 'clip-guidance-towers', 'pno-pieces', 'asyrp-objective-key', 'asyrp-training', 'pno'),
   },
   'methods-attention': {
     mutate: ['src/methods/baselines.ts', 'src/methods/reference-attention.ts', 'src/methods/indetail-ip.ts',

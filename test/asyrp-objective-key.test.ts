@@ -2,7 +2,7 @@
  * asyrpLossAndGrads on a pixel-space, unconditional model (tiny-ddpm's weights behind the stand-in checkpoint of
  * train-attribute-stand-ins, no context, no VAE): L = lambda_dir L_dir + lambda_1 L_1 for two lambda pairs in one
  * process. The objective is compiled once per cache key, so a key that forgot the lambdas would answer the later
- * calls with the first call's graph. A few seconds (mutation slice methods-numeric).
+ * calls with the first call's graph; and a bad scheduler config is refused naming its file. A few seconds (mutation slice methods-numeric).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { asyrpLossAndGrads, type DeltaParams } from '../src/methods/asyrp-traini
 import { towerOfCLIPModel } from '../src/methods/clip-guidance.js';
 import { initialDeltaBlock } from '../src/pipelines/train-attribute.js';
 import type { Tensor } from '../src/tensor.js';
-import { ck, clip, initByHand, TEXT_DIM } from './train-attribute-stand-ins.js';
+import { ck, clip, initByHand, SD, TEXT_DIM } from './train-attribute-stand-ins.js';
 
 test('Asyrp objective on a pixel-space unconditional model: L = lambda_dir L_dir + lambda_1 L_1, each lambda pair its own graph', async () => {
   const c = ck([], true);
@@ -30,4 +30,7 @@ test('Asyrp objective on a pixel-space unconditional model: L = lambda_dir L_dir
   near(noL1.dir, d.dir, 'L_dir');
   near(noL1.l1, d.l1, 'L_1');
   near(noL1.loss, d.dir, 'lambda_1 0');
+  // The first key again (its graph is cached), but the checkpoint's scheduler config is bad: refused naming its file.
+  const bad = { ...c, schedulerConfig: () => ({ raw: { ...SD, beta_schedule: 'cosine' }, file: 'stand-in/scheduler_config.json' }) } as unknown as typeof c;
+  await assert.rejects(asyrpLossAndGrads(bad, tower, cfg, params, sample), { message: 'stand-in/scheduler_config.json [beta_schedule]: expected one of linear, scaled_linear, squaredcos_cap_v2, got "cosine"' });
 });

@@ -50,7 +50,7 @@ export interface PnoResult {
 const f = Math.fround;
 
 /** z_next = A z + B out for the DDIM step (eta 0) at t, for the scheduler's prediction type. */
-function stepCoefficients(s: DDIMScheduler, t: number): { A: number; B: number } {
+export function stepCoefficients(s: DDIMScheduler, t: number): { A: number; B: number } {
   const a = s.alphasCumprod[t]!, ap = s.alphaProd(s.prevTimestep(t));
   const sa = Math.sqrt(a), sb = Math.sqrt(1 - a), sap = Math.sqrt(ap), sbp = Math.sqrt(1 - ap);
   switch (s.config.predictionType) {
