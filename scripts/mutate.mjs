@@ -56,7 +56,7 @@ export const SLICES = {
     // png-text / pil-resize-edges / image-processors: byte-exact PNG chunks, Pillow 9.4 CRCs, config forms (ms each);
     // torch-nearest: torch's nearest indices in float32 (eval-baselines pins them too, but runs models); image-edges:
     // 16-bit / grey+alpha decoding, the 8192 limit, Pillow resize defaults and box edges, CLIP defaults (ms).
-    tests: t('torch-nearest', 'image-edges', 'png-text', 'pil-resize-edges', 'pil-resize-boxes', 'image-processors', 'image'),
+    tests: t('torch-nearest', 'image-edges', 'png-text', 'pil-resize-edges', 'pil-resize-boxes', 'clip-image-processor-edges', 'image-processors', 'image'),
   },
   'io-tokenizer': {
     // caption-jsonl: the other text input of src/io (training / benchmark caption files), a few ms.

@@ -38,6 +38,8 @@ test('16-bit and grey+alpha PNGs decode to the bytes Pillow 9.4 convert("RGB") g
   assert.deepEqual(await rgb('rgba16.png', png(1, 1, 16, 6, [be16([0x80ff, 0x1234, 0x00ff, 0x8000])])), [128, 18, 0]);
   // 16-bit grey+alpha (Pillow opens it as RGBA): the grey's high byte, replicated.
   assert.deepEqual(await rgb('la16.png', png(2, 1, 16, 4, [be16([0x80ff, 0, 0x0100, 0xffff])])), [128, 128, 128, 1, 1, 1]);
+  // 8-bit grey (Pillow mode L): replicated, not taken for 16-bit grey.
+  assert.deepEqual(await rgb('grey8.png', png(2, 1, 8, 0, [Buffer.from([10, 200])])), [10, 10, 10, 200, 200, 200]);
   // 8-bit grey+alpha: grey replicated, alpha dropped.
   assert.deepEqual(await rgb('la8.png', png(2, 1, 8, 4, [Buffer.from([10, 0, 200, 128])])), [10, 10, 10, 200, 200, 200]);
   // 16-bit grey in two rows (Pillow mode I, clipped at 255), every pixel of both rows.
