@@ -158,10 +158,10 @@ function samplingRows(cmd: 'generate' | 'vary' | 'fuse'): Row[] {
     rows.push({ cmd, flags: ['--timestep-spacing', 'trailing'], error: /error: --timestep-spacing/ });
     rows.push({ cmd, flags: ['--eta', '0.7'], error: /error: --eta/ });
   }
-  if (cmd !== 'fuse') {
-    rows.push({ cmd, flags: [...IPA_FLAGS, '--ip-scale', '0.5', '--image-encoder', OTHER_ENCODER], lib: async () => ({ ...(await ipAdapters(0.5)), imageEncoder: OTHER_ENCODER }) });
-    if (one) rows.push({ cmd, flags: IPA_FLAGS, lib: () => ipAdapters(), covers: ['--ip-adapter', '--ip-image'] });
-  }
+  rows.push({ cmd, flags: [...IPA_FLAGS, '--ip-scale', '0.5', '--image-encoder', OTHER_ENCODER], lib: async () => ({ ...(await ipAdapters(0.5)), imageEncoder: OTHER_ENCODER }) });
+  if (one) rows.push({ cmd, flags: IPA_FLAGS, lib: () => ipAdapters(), covers: ['--ip-adapter', '--ip-image'] });
+  // Every text encoding of the run (vary: the inversion prompt's too; fuse: before the fusion).
+  if (!one) rows.push({ cmd, flags: ['--clip-skip', '1'], lib: () => ({ clipSkip: 1 }) });
   return rows;
 }
 
@@ -195,6 +195,7 @@ const ROWS: Row[] = [
   { cmd: 'invert', flags: ['--scheduler', 'ddim'], lib: () => ({}), same: true },
   { cmd: 'invert', flags: ['--scheduler', 'euler'], error: /error: --scheduler euler: .* ddim only/ },
   sdxlRow('invert'),
+  { cmd: 'invert', flags: ['--prompt', 'a cat', '--clip-skip', '1'], lib: () => ({ prompt: 'a cat', clipSkip: 1 }), vs: ['--prompt', 'a cat'], covers: ['--clip-skip'] },
 
   // --prompt is repeatable (one image per prompt, StyleAligned's prompt list): with the base's --prompt "a cat", two images.
   { cmd: 'vary', flags: ['--prompt', 'a dog', '--inversion-prompt', 'a photo'], lib: () => ({ prompt: 'a cat', prompts: ['a cat', 'a dog'], inversionPrompt: 'a photo' }) },
@@ -218,6 +219,7 @@ const ROWS: Row[] = [
   { cmd: 'inject', flags: ['--steps', '20', '--dt-lambda', '0.5'], lib: () => ({ steps: 20, dtLambda: 0.5 }), vs: ['--steps', '20'], covers: ['--dt-lambda'] },
   { cmd: 'inject', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
   { cmd: 'inject', flags: ['--precision', 'int8'], open: { precision: 'int8' } },
+  { cmd: 'inject', flags: ['--clip-skip', '1'], lib: () => ({ clipSkip: 1 }) },
   { cmd: 'inject', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
 
   // 5 steps run at t = 801, 601, 401, 201, 1 (4: 751, 501, 251, 1): --t-edit 700 edits at the first only; --t-boost 600 adds noise from 401 on.
@@ -226,6 +228,7 @@ const ROWS: Row[] = [
   { cmd: 'edit', flags: ['--t-edit', '700'], lib: () => ({ tEdit: 700 }) },
   { cmd: 'edit', flags: ['--vae-tiny', TAESD, '--lora', LORA], open: { vaeTiny: TAESD, loras: [{ path: LORA }] } },
   { cmd: 'edit', flags: ['--precision', 'int8'], open: { precision: 'int8' } },
+  { cmd: 'edit', flags: ['--clip-skip', '1'], lib: () => ({ clipSkip: 1 }) },
   { cmd: 'edit', flags: ['--model', SINGLE, '--config', SD15], open: { model: SINGLE, config: SD15 }, same: true, covers: ['--config'] },
 
   { cmd: 'fuse', flags: ['--prompt', 'a photograph of a dog', '--fusion', 'average'], lib: () => ({ prompt: 'a photograph of a dog', fusion: 'average' }) },
@@ -233,6 +236,8 @@ const ROWS: Row[] = [
   { cmd: 'fuse', flags: PNO, lib: () => ({ pnoSteps: 1, pnoLr: 0.5, tower: towerOfCLIPModel(CLIPModel.open(CLIP)) }) },
   { cmd: 'fuse', flags: [...PNO, '--no-checkpointing'], lib: () => ({ pnoSteps: 1, pnoLr: 0.5, tower: towerOfCLIPModel(CLIPModel.open(CLIP)), checkpointing: false }), vs: PNO, same: true, sameTol: 1e-3, covers: ['--no-checkpointing'] },
   ...samplingRows('fuse'),
+  // PNO's gradient chain has no IP-Adapter: refused rather than optimizing for another model than the one sampling.
+  { cmd: 'fuse', flags: [...IPA_FLAGS, ...PNO], error: /error: --ip-adapter with --pno-steps 1: .*--pno-steps 0 or no --ip-adapter/ },
   // The aligner is trained for one text-embedding space; on models without a second encoder these are ignored by design.
   { cmd: 'fuse', flags: ['--prompt-2', 'a dog', '--negative-prompt-2', 'ugly', '--original-size', '96x64', '--crop-top-left', '8,4', '--target-size', '96x64'], lib: () => ({}), same: true },
 ];

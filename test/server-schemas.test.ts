@@ -67,6 +67,15 @@ test('one definition: each job option spec is keyed by its flag\'s attribute nam
   assert.ok(tEarly, 'vary takes tEarly');
 });
 
+test('every image field of a job schema is resolved as an upload (IMAGE_FIELDS), e.g. fuse\'s ipImage', async () => {
+  const { IMAGE_FIELDS } = await import('../src/server/schemas.js');
+  for (const kind of Object.keys(JOB_SCHEMAS) as JobKind[]) {
+    const props = JOB_SCHEMAS[kind].properties as Record<string, { description?: string }>;
+    const images = Object.keys(props).filter((k) => /^(an image \(an upload id|images \(upload ids) /.test(props[k]!.description ?? ''));
+    assert.deepEqual([...images].sort(), [...IMAGE_FIELDS[kind]].sort(), `${kind}: image fields`);
+  }
+});
+
 test('A1111 sampler names map to the schedulers of the same algorithm', async () => {
   const { a1111Scheduler } = await import('../src/server/app.js');
   const want: Record<string, string> = {

@@ -81,13 +81,16 @@ export const SAMPLING_OPTIONS = {
   precision: PRECISION,
 };
 
-/** IP-Adapters (generate and vary). */
+/** IP-Adapters (generate, vary and fuse). */
 export const IP_ADAPTER_OPTIONS = {
   ipAdapter: withDefault('--ip-adapter <file>', 'IP-Adapter weights (official ip-adapter*.safetensors or .bin; repeatable, paired with --ip-image)', Type.Array(Name, { maxItems: 8 }), [], { ref: 'models' }),
   ipImage: withDefault('--ip-image <file>', 'image prompt for the IP-Adapter at the same position', Type.Array(Image, { maxItems: 8 }), [], { ref: 'image' }),
   ipScale: withDefault('--ip-scale <x>', 'scale of the IP-Adapter at the same position (default 1; 0 switches it off)', Type.Array(Type.Number(), { maxItems: 8 }), []),
   imageEncoder: optional('--image-encoder <dir>', 'CLIP image encoder folder for the IP-Adapters (default: the model\'s image_encoder/)', Name, { ref: 'models' }),
 };
+
+/** diffusers' clip_skip, on every text encoding of a run (a vary's or inject's inversion prompt too: the same conditioning as the sampling). */
+const clipSkip = optional('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip; on every prompt of the run, an inversion\'s too)', Type.Integer({ minimum: 0 }));
 
 const previewEvery = optional('--preview-every <n>', 'every n steps write OUT.preview-stepNNN.png (on the server: a preview in the job\'s progress events): the predicted final image, decoded by --vae-tiny (else a latent-size linear approximation)',
   Type.Integer({ minimum: 1 }));
@@ -96,7 +99,7 @@ export const GENERATE_OPTIONS = {
   prompt: optional('--prompt <text>', 'the prompt (required for text-conditioned models)', Text),
   ...SAMPLING_OPTIONS,
   ...IP_ADAPTER_OPTIONS,
-  clipSkip: optional('--clip-skip <n>', 'text encoder layers to skip (diffusers clip_skip)', Type.Integer({ minimum: 0 })),
+  clipSkip,
   previewEvery,
 };
 
@@ -114,6 +117,7 @@ export const INVERT_OPTIONS = {
   vaeTiny: optional('--vae-tiny <dir>', 'encode the image with this tiny VAE (TAESD folder) instead of the model\'s VAE', Name, { ref: 'models' }),
   scheduler: optional('--scheduler <name>', 'inversion is DDIM inversion (DDIMInverseScheduler): ddim only', enumOf(SCHEDULERS),
     { parse: (v) => checkSchedulerName(v), serverType: enumOf(['ddim']) }),
+  clipSkip,
   lora: LORA,
   precision: PRECISION,
 };
@@ -129,6 +133,7 @@ const HSPACE_OPTIONS = {
   saveLatents: serverOnly(withDefault('--save-latents', 'also write the final latents / sample (latents.safetensors, key "latents")', Type.Boolean(), false)),
   vaeTiny: optional('--vae-tiny <dir>', 'encode and decode with this tiny VAE (TAESD folder) instead of the model\'s VAE', Name, { ref: 'models' }),
   out: cliOnly(required('--out <file.png>', 'output image', Type.String())),
+  clipSkip,
   previewEvery,
   lora: LORA,
   precision: PRECISION,
@@ -167,6 +172,8 @@ export const FUSE_OPTIONS = {
   pnoSteps: withDefault('--pno-steps <n>', 'Prompt-Noise Optimization iterations (0: off; the paper uses 10-50)', Type.Integer({ minimum: 0, maximum: 1000 }), 0),
   pnoLr: withDefault('--pno-lr <x>', 'Adam learning rate of PNO', Type.Number({ minimum: 0 }), 1e-2),
   clip: optional('--clip <path>', 'CLIP model folder for PNO\'s similarity (default: the checkpoint\'s image_encoder)', Name, { ref: 'models' }),
+  ...IP_ADAPTER_OPTIONS,
+  clipSkip,
   previewEvery,
   checkpointing: withDefault('--no-checkpointing', 'PNO gradient checkpointing: recompute each UNet call instead of keeping every activation of the sampling chain (off: faster, more memory)', Type.Boolean(), true),
 };
@@ -192,5 +199,6 @@ export const VARY_OPTIONS = {
   scoreShift: optional('--score-shift <y>', 'style-aligned (StyleAligned): shared_score_shift, added to the reference logits (default log 2 = 0.693)', Type.Number()),
   inversionOffset: optional('--inversion-offset <n>', 'style-aligned (StyleAligned): the reference row starts from the inversion chain\'s zts[n] (most noisy first) and is pinned to zts[max(n+1, i+1)] after step i (default steps/10, at least 2)', Type.Integer({ minimum: 0 })),
   controlUncondSteps: optional('--control-uncond-steps <n>', 'with --controlnet: first steps whose unconditional branch gets no ControlNet residuals (default 10 of 50, scaled)', Type.Integer({ minimum: 0 })),
+  clipSkip,
   previewEvery,
 };

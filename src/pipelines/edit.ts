@@ -22,6 +22,8 @@ export interface EditOptions extends RunControl {
   /** Safetensors file of the attribute network (DeltaBlock). */
   attribute: string;
   prompt?: string;
+  /** diffusers' clip_skip for the prompt (the inversion, whose conditioning the generation reuses). */
+  clipSkip?: number;
   steps?: number;
   /** Edit strength c in h' = h + c dh (default 1). */
   strength?: number;
@@ -43,7 +45,7 @@ export async function edit(ck: Checkpoint, o: EditOptions): Promise<GeneratedIma
   const factor = ck.isPixelSpace() ? 1 : ck.vae().scaleFactor;
   const image = referenceAtSize(o.image, factor, undefined, undefined, o.onWarning);
   const z0 = await imageToLatents(ck, image);
-  const inv = await invert(ck, z0, { prompt: unet.conditional ? o.prompt ?? '' : '', steps, onProgress: o.onProgress, signal: o.signal });
+  const inv = await invert(ck, z0, { prompt: unet.conditional ? o.prompt ?? '' : '', clipSkip: o.clipSkip, steps, onProgress: o.onProgress, signal: o.signal });
   if (tBoost > 0 && !o.noise) throw new InputError('--t-boost > 0 adds noise below it: give --seed (or --t-boost 0)');
   const x = await hSpaceSample(ck, {
     xT: inv.chain[inv.chain.length - 1]!,

@@ -6,6 +6,8 @@
  */
 import type { Checkpoint } from '../components/checkpoint.js';
 import type { ControlInput } from '../components/controlnet.js';
+import type { ImageEncoder } from '../components/image-encoder.js';
+import type { IPAdapterInput } from '../adapters/ip-adapter/prepare.js';
 import { InputError } from '../errors.js';
 import { Graph } from '../graph/ir.js';
 import { compile } from '../graph/session.js';
@@ -37,6 +39,15 @@ export interface FuseOptions extends SamplingOptions {
   tower?: ImageFeatureTower;
   checkpointing?: boolean;
   controls?: readonly ControlInput[];
+  /**
+   * IP-Adapters on the sampling (not with PNO). Their image tokens are a separate input of every attn2, never
+   * split off encoder_hidden_states, so the text attention reads all of the fused L + N tokens as without them.
+   */
+  ipAdapters?: readonly IPAdapterInput[];
+  /** The CLIP image encoder for the IP-Adapters (default: the model's image_encoder/). */
+  imageEncoder?: ImageEncoder | string;
+  /** diffusers' clip_skip for the prompt and the negative prompt. */
+  clipSkip?: number;
   onPnoLoss?: (image: number, iteration: number, loss: number) => void;
 }
 
@@ -60,14 +71,16 @@ export async function alignedImageTokens(ck: Checkpoint, alignerFile: string, re
 export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<GeneratedImages & { pnoLosses: number[][] }> {
   const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1, pnoSteps = o.pnoSteps ?? 0;
   if (!Number.isInteger(pnoSteps) || pnoSteps < 0) throw new InputError(`--pno-steps must be an integer >= 0, got ${pnoSteps}`);
+  // PNO's gradient chain runs the plain UNet: its (z_T, c) would be optimized for another model than the one sampling.
+  if (pnoSteps > 0 && o.ipAdapters?.length) throw new InputError(`--ip-adapter with --pno-steps ${pnoSteps}: Prompt-Noise Optimization runs the UNet without IP-Adapters; use --pno-steps 0 or no --ip-adapter`);
   const yh = await alignedImageTokens(ck, o.aligner, o.reference);
-  const emb = await ck.conditioner().encode([o.prompt, o.negativePrompt ?? null]);
+  const emb = await ck.conditioner().encode([o.prompt, o.negativePrompt ?? null], { clipSkip: o.clipSkip });
   const fused = fuse(o.fusion ?? 'concat', emb.rows(0).embeds, yh, emb.rows(1).embeds);
   const unet = ck.unet(), vae = ck.vae();
   const shape = latentShape(vae.scaleFactor, unet.inChannels, k, o.width ?? unet.sampleSize * vae.scaleFactor, o.height ?? unet.sampleSize * vae.scaleFactor);
   const noise = initialLatents(shape, o.latents, o.noise);
   if (pnoSteps === 0) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: { cond: emb.rows(0).withEmbeds(fused.cond), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, numImages: k, latents: noise, embeddings: { cond: emb.rows(0).withEmbeds(fused.cond), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, ipAdapters: o.ipAdapters, imageEncoder: o.imageEncoder, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
     return { ...r, truncatedPrompts: emb.truncated, pnoLosses: [] };
   }
   if (guidance <= 1) throw new InputError('Prompt-Noise Optimization runs with classifier-free guidance (--guidance > 1)');

@@ -23,6 +23,8 @@ export interface InjectOptions extends RunControl {
   content: RGBImage;
   /** Text conditioning for SD models (inversion and generation); ignored by pixel-space models. */
   prompt?: string;
+  /** diffusers' clip_skip for the prompt (both inversions, hence the generation that reuses their conditioning). */
+  clipSkip?: number;
   steps?: number;
   /** Inject at timesteps t >= tEdit (default 400). */
   tEdit?: number;
@@ -89,8 +91,8 @@ export async function inject(ck: Checkpoint, o: InjectOptions): Promise<Generate
   const prompt = unet.conditional ? o.prompt ?? '' : '';
   const z0 = await imageToLatents(ck, original);
   const zc = await imageToLatents(ck, content);
-  const inv = await invert(ck, z0, { prompt, steps, onProgress: o.onProgress, signal: o.signal });
-  const invContent = await invert(ck, zc, { prompt, steps, captureHSpace: true, onProgress: o.onProgress, signal: o.signal });
+  const inv = await invert(ck, z0, { prompt, clipSkip: o.clipSkip, steps, onProgress: o.onProgress, signal: o.signal });
+  const invContent = await invert(ck, zc, { prompt, clipSkip: o.clipSkip, steps, captureHSpace: true, onProgress: o.onProgress, signal: o.signal });
   const hShape = hSpaceShape(ck, z0.shape);
   const active = [...inv.timesteps].reverse().filter((t) => t >= tEdit);
   if (active.length === 0) o.onWarning?.(`no step has t >= --t-edit ${tEdit}: nothing is injected`);

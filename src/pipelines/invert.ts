@@ -23,6 +23,8 @@ export interface InversionOptions extends RunControl {
   /** SDXL: the second encoder's prompt and micro-conditioning (default time ids: [h, w, 0, 0, h, w]). */
   prompt2?: string;
   micro?: Partial<MicroConditioning>;
+  /** diffusers' clip_skip for the inversion prompt (and a guided inversion's unconditional text). */
+  clipSkip?: number;
   steps?: number;
   /**
    * Classifier-free guidance scale of the inverse steps: > 1 runs the UNet on [uncond, cond] and inverts with
@@ -74,7 +76,7 @@ export async function invert(ck: Checkpoint, image: RGBImage | Tensor, o: Invers
   const cfg = !ck.isPixelSpace() && doClassifierFreeGuidance(guidance);
   // Rows [cond] or [uncond, cond]; `cond` (what the inversion is conditioned on) is the last row.
   const both = ck.isPixelSpace() ? undefined
-    : (await ck.conditioner().encode(cfg ? [o.negativePrompt ?? null, o.prompt] : [o.prompt], { prompts2: cfg ? [undefined, o.prompt2] : [o.prompt2] })).conditioning(micro);
+    : (await ck.conditioner().encode(cfg ? [o.negativePrompt ?? null, o.prompt] : [o.prompt], { clipSkip: o.clipSkip, prompts2: cfg ? [undefined, o.prompt2] : [o.prompt2] })).conditioning(micro);
   const cond = both && (cfg ? conditioningRows(both, 1) : both);
   const emb = cond?.encoderHiddenStates;
   await phaseDone(ck, 'text_encoder', 'text_encoder_2', 'vae');

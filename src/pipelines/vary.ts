@@ -31,7 +31,7 @@ import { report, type RunControl } from './progress.js';
 import { previewHook, type PreviewOptions } from './preview.js';
 import { initialLatents, validateSampling } from './text-to-image.js';
 
-export interface VaryOptions extends RunControl, Pick<ConditioningOptions, 'prompt2' | 'negativePrompt2' | 'micro'> {
+export interface VaryOptions extends RunControl, Pick<ConditioningOptions, 'prompt2' | 'negativePrompt2' | 'micro' | 'clipSkip'> {
   reference: RGBImage;
   method: ReferenceMethod;
   prompt: string;
@@ -119,7 +119,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   // (A given inversion needs no encoding of the reference.)
   const encodeReference = (): Promise<Tensor> => (run.referencePixels ? vae.encodeToLatents(run.referencePixels(o.reference, reference.width, reference.height)) : imageToLatents(ck, reference));
   const inversion = o.inversion ?? await invert(ck, await encodeReference(), {
-    prompt: inversionPrompt, micro: run.inversionMicro ?? o.micro, steps, guidance: o.inversionGuidance ?? (run.inversionGuidance === 'sampling' ? guidance : run.inversionGuidance), schedulerConfig: schedulerConfigOf(ck, run),
+    prompt: inversionPrompt, micro: run.inversionMicro ?? o.micro, clipSkip: o.clipSkip, steps, guidance: o.inversionGuidance ?? (run.inversionGuidance === 'sampling' ? guidance : run.inversionGuidance), schedulerConfig: schedulerConfigOf(ck, run),
     ...(run.inversionUncond === 'zeros' ? { negativePrompt: null } : {}), onProgress: o.onProgress, signal: o.signal,
   });
   if (inversion.chain.length !== steps + 1) throw new InputError(`the inversion has ${inversion.chain.length - 1} steps but this run has ${steps}`);
@@ -142,7 +142,7 @@ export async function vary(ck: Checkpoint, o: VaryOptions): Promise<VaryResult> 
   // (StyleAligned: the reference's unconditional row gets the negative prompt like the others.)
   const uniquePrompts = [...new Set(genPrompts)];
   const texts = [o.negativePrompt ?? null, inversionPrompt, '', ...uniquePrompts];
-  const emb = await ck.conditioner().encode(texts, { prompts2: [o.negativePrompt2, undefined, undefined, ...uniquePrompts.map(() => o.prompt2)] });
+  const emb = await ck.conditioner().encode(texts, { clipSkip: o.clipSkip, prompts2: [o.negativePrompt2, undefined, undefined, ...uniquePrompts.map(() => o.prompt2)] });
   await phaseDone(ck, 'text_encoder', 'text_encoder_2');
   const refUncond = run.referenceUncond === 'negative' ? 0 : 2;
   const genOrdinal = (j: number): number => layout.slice(0, j).filter((r) => r.kind === 'gen' && r.branch === layout[j]!.branch).length;

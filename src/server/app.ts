@@ -178,6 +178,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     for (const f of ['attribute', 'aligner'] as const) if (typeof p[f] === 'string') o.models.file(p[f], f);
     checkNames(o, p as Parameters<typeof checkNames>[1]);
     if (kind === 'inject' && p.gamma !== undefined && p.gammaRamp !== undefined) throw new HttpError(400, 'gamma: give gamma or gammaRamp, not both');
+    if (kind === 'fuse' && Array.isArray(p.ipAdapter) && p.ipAdapter.length > 0 && Number(p.pnoSteps) > 0) throw new HttpError(400, 'ipAdapter: not with pnoSteps > 0 (Prompt-Noise Optimization runs the UNet without IP-Adapters)');
     for (const f of IMAGE_FIELDS[kind]) {
       const v = p[f];
       if (typeof v === 'string') p[f] = await o.uploads.resolveRef(v, f);

@@ -185,7 +185,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const r = await vary(ck, {
         reference: await image(ctx, o.image, 'image'), method, prompt, prompts, inversionPrompt: o.inversionPrompt ?? prompt, inversionGuidance: o.inversionGuidance, negativePrompt: o.negativePrompt,
         steps: o.steps, guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height, noise: createNoise(o.noise as NoiseKind, s),
-        controls: cs, controlUncondSteps: o.controlUncondSteps, ...conditioning(o), ...(await ipAdaptersOf(ctx, o)), onWarning,
+        controls: cs, controlUncondSteps: o.controlUncondSteps, clipSkip: o.clipSkip, ...conditioning(o), ...(await ipAdaptersOf(ctx, o)), onWarning,
         ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
@@ -198,7 +198,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const o = params as InvertParams;
       const ck = openFor(ctx, o);
       const { prompt2, micro } = conditioning(o) as { prompt2?: string; micro: never };
-      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, ...ctl });
+      const inv = await invert(ck, await image(ctx, o.image, 'image'), { prompt: o.prompt, prompt2, micro, clipSkip: o.clipSkip, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, ...ctl });
       const chain = concatRows(inv.chain);
       const file = writeTensors(ctx, 'chain.safetensors', { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       return { files: [file], warnings };
@@ -210,7 +210,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const s = seedOf(o.seed);
       const gamma = (o.gammaRamp as [number, number] | undefined) ?? o.gamma ?? 0.5;
       const r = await inject(ck, {
-        original: await image(ctx, o.image, 'image'), content: await image(ctx, o.content, 'content'), prompt: o.prompt, steps: o.steps, tEdit: o.tEdit,
+        original: await image(ctx, o.image, 'image'), content: await image(ctx, o.content, 'content'), prompt: o.prompt, clipSkip: o.clipSkip, steps: o.steps, tEdit: o.tEdit,
         gamma, omega: o.omega, mask: o.mask ? await image(ctx, o.mask, 'mask') : undefined, tNoise: o.tNoise, dtLambda: o.dtLambda,
         noise: createNoise(o.noise as NoiseKind, s), onWarning, ...previewOf(o, ck), ...ctl,
       });
@@ -222,7 +222,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
       const ck = openFor(ctx, o);
       const s = seedOf(o.seed);
       const r = await edit(ck, {
-        image: await image(ctx, o.image, 'image'), attribute: ctx.models.file(o.attribute, 'attribute'), prompt: o.prompt, steps: o.steps, strength: o.strength,
+        image: await image(ctx, o.image, 'image'), attribute: ctx.models.file(o.attribute, 'attribute'), prompt: o.prompt, clipSkip: o.clipSkip, steps: o.steps, strength: o.strength,
         tEdit: o.tEdit, tBoost: o.tBoost, noise: createNoise(o.noise as NoiseKind, s), onWarning, ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, { method: 'asyrp', image: o.image, attribute: o.attribute, strength: o.strength, t_edit: o.tEdit, t_boost: o.tBoost, seed: String(s), prompt: o.prompt ?? null, steps: o.steps, model: o.model }, warnings);
@@ -236,7 +236,7 @@ export async function runJob(kind: JobKind, params: Record<string, unknown>, ctx
         aligner: ctx.models.file(o.aligner, 'aligner'), reference: await image(ctx, o.image, 'image'), prompt: o.prompt, negativePrompt: o.negativePrompt,
         fusion: o.fusion as FuseParams['fusion'] & ('concat' | 'average' | 'cross-attention'), steps: o.steps, guidance: o.guidance, width: o.width, height: o.height,
         numImages: o.numImages, noise: createNoise(o.noise as NoiseKind, s), pnoSteps: o.pnoSteps, pnoLr: o.pnoLr,
-        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), ...conditioning(o), ...previewOf(o, ck), ...ctl,
+        tower: o.clip ? towerOfCLIPModel(ctx.models.clip(o.clip)) : undefined, checkpointing: o.checkpointing, controls: await controls(ctx, o), clipSkip: o.clipSkip, ...(await ipAdaptersOf(ctx, o)), ...conditioning(o), ...previewOf(o, ck), ...ctl,
       });
       const files = await finish(ctx, r, o.saveLatents, {
         method: 'visual-concept-fusion', fusion: o.fusion, aligner: o.aligner, reference: o.image, prompt: o.prompt, negative_prompt: o.negativePrompt ?? '',

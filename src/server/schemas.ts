@@ -47,7 +47,7 @@ export interface JobParamsByKind {
 }
 /** Which parameters hold images (uploads), per kind: they are stored once under --data/uploads. */
 export const IMAGE_FIELDS: Record<JobKind, readonly string[]> = {
-  generate: ['controlImage', 'ipImage'], vary: ['image', 'controlImage', 'ipImage'], invert: ['image'], inject: ['image', 'content', 'mask'], edit: ['image'], fuse: ['image', 'controlImage'],
+  generate: ['controlImage', 'ipImage'], vary: ['image', 'controlImage', 'ipImage'], invert: ['image'], inject: ['image', 'content', 'mask'], edit: ['image'], fuse: ['image', 'controlImage', 'ipImage'],
 };
 
 // ---- Responses ----

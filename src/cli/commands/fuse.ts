@@ -11,12 +11,13 @@ import { openModel } from '../model.js';
 import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
 import { controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
+import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 import { FUSE_OPTIONS } from '../../params/job-options.js';
 import { addOptions } from '../../params/option-spec.js';
 
 export function registerFuseCommand(program: Command, globals: () => GlobalOptions): void {
   addOptions(program.command('fuse').description('Visual Concept Fusion: generate from a prompt fused with a reference image through a trained aligner'), FUSE_OPTIONS)
-    .action(async (o: SamplingFlags & { aligner: string; image: string; prompt: string; fusion: Fusion; pnoSteps: number; pnoLr: number; clip?: string; checkpointing: boolean; previewEvery?: number }) => {
+    .action(async (o: SamplingFlags & IPAdapterFlags & { clipSkip?: number; aligner: string; image: string; prompt: string; fusion: Fusion; pnoSteps: number; pnoLr: number; clip?: string; checkpointing: boolean; previewEvery?: number }) => {
       const progress = new ProgressReporter(globals().quiet);
       requireDdim(o, 'fuse');
       const ck = openModel(o.model, globals(), o);
@@ -26,13 +27,13 @@ export function registerFuseCommand(program: Command, globals: () => GlobalOptio
         aligner: o.aligner, reference: await readImageRGB(o.image), prompt: o.prompt, negativePrompt: o.negativePrompt, fusion: o.fusion,
         steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined,
         noise, pnoSteps: o.pnoSteps, pnoLr: o.pnoLr, tower: o.clip ? towerOfCLIPModel(CLIPModel.open(o.clip)) : undefined, checkpointing: o.checkpointing,
-        controls: await controlsFrom(o), onProgress: previews.listener(progress.onProgress),
+        controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, clipSkip: o.clipSkip, onProgress: previews.listener(progress.onProgress),
         preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
       const files = await writeImages(o.out, r.images, {
         method: 'visual-concept-fusion', fusion: o.fusion, aligner: o.aligner, reference: o.image, prompt: o.prompt, negative_prompt: o.negativePrompt ?? '',
-        steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), pno_steps: o.pnoSteps, pno_lr: o.pnoLr, model: o.model,
+        steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), pno_steps: o.pnoSteps, pno_lr: o.pnoLr, model: o.model, ...ipAdapterParameters(o),
       });
       const previewFiles = await previews.flush();
       progress.done();

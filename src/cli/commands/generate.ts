@@ -99,11 +99,11 @@ export function registerGenerateCommands(program: Command, globals: () => Global
     });
 
   addOptions(program.command('invert').description('DDIM inversion of an image: writes the chain z_0 .. z_N (key "chain", [N+1, 1, C, h, w])'), INVERT_OPTIONS)
-    .action(async (o: { model: string; image: string; prompt: string; steps: number; guidance?: number; width?: number; height?: number; saveChain: string; vaeTiny?: string; scheduler?: string }) => {
+    .action(async (o: { model: string; image: string; prompt: string; steps: number; guidance?: number; clipSkip?: number; width?: number; height?: number; saveChain: string; vaeTiny?: string; scheduler?: string }) => {
       requireDdim(o, 'invert');
       const progress = new ProgressReporter(globals().quiet);
       const ck = openModel(o.model, globals(), o);
-      const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, prompt2: (o as ConditioningFlags).prompt2, micro: microFrom(o as ConditioningFlags), steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, onProgress: progress.onProgress });
+      const inv = await invert(ck, await readImageRGB(o.image), { prompt: o.prompt, prompt2: (o as ConditioningFlags).prompt2, micro: microFrom(o as ConditioningFlags), clipSkip: o.clipSkip, steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, onProgress: progress.onProgress });
       const chain = concatRows(inv.chain);
       saveTensors(o.saveChain, { chain: { shape: [chain.shape[0]!, 1, ...chain.shape.slice(1)], data: chain.data } }, { timesteps: JSON.stringify(inv.timesteps), prompt: o.prompt });
       progress.done();

@@ -16,7 +16,7 @@ import { PreviewWriter } from '../previews.js';
 import type { Checkpoint } from '../../components/checkpoint.js';
 import type { PreviewOptions } from '../../pipelines/preview.js';
 
-interface Common { model: string; prompt?: string; steps: number; seed?: number | bigint; noise: NoiseKind; saveLatents?: string; vaeTiny?: string; out: string; previewEvery?: number }
+interface Common { model: string; prompt?: string; clipSkip?: number; steps: number; seed?: number | bigint; noise: NoiseKind; saveLatents?: string; vaeTiny?: string; out: string; previewEvery?: number }
 
 async function finish(o: Common, r: GeneratedImages, progress: ProgressReporter, params: Record<string, unknown>, quiet: boolean, previews: PreviewWriter): Promise<void> {
   if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
@@ -40,7 +40,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
       const previews = new PreviewWriter(o.out);
       const s = o.seed ?? Math.floor(Math.random() * 2 ** 32);
       const r = await inject(ck, {
-        original: await readImageRGB(o.image), content: await readImageRGB(o.content), prompt: o.prompt, steps: o.steps, tEdit: o.tEdit,
+        original: await readImageRGB(o.image), content: await readImageRGB(o.content), prompt: o.prompt, clipSkip: o.clipSkip, steps: o.steps, tEdit: o.tEdit,
         gamma: o.gammaRamp ?? o.gamma ?? 0.5, omega: o.omega, mask: o.mask ? await readImageRGB(o.mask) : undefined, tNoise: o.tNoise,
         dtLambda: o.dtLambda, noise: createNoise(o.noise, s), onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m), preview: previewOf(o, ck),
       });
@@ -54,7 +54,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
       const previews = new PreviewWriter(o.out);
       const s = o.seed ?? Math.floor(Math.random() * 2 ** 32);
       const r = await edit(ck, {
-        image: await readImageRGB(o.image), attribute: o.attribute, prompt: o.prompt, steps: o.steps, strength: o.strength, tEdit: o.tEdit,
+        image: await readImageRGB(o.image), attribute: o.attribute, prompt: o.prompt, clipSkip: o.clipSkip, steps: o.steps, strength: o.strength, tEdit: o.tEdit,
         tBoost: o.tBoost, noise: createNoise(o.noise, s), onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m), preview: previewOf(o, ck),
       });
       await finish(o, r, progress, { method: 'asyrp', image: o.image, attribute: o.attribute, strength: o.strength, t_edit: o.tEdit, t_boost: o.tBoost, seed: String(s) }, globals().quiet, previews);

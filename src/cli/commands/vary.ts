@@ -33,6 +33,7 @@ interface VaryFlags extends Omit<SamplingFlags, 'prompt'>, IPAdapterFlags {
   scoreShift?: number;
   inversionOffset?: number;
   controlUncondSteps?: number;
+  clipSkip?: number;
   previewEvery?: number;
 }
 
@@ -52,7 +53,7 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       const reference = await readImageRGB(o.image);
       const r = await vary(ck, {
         reference, method, prompt, prompts, inversionPrompt: o.inversionPrompt ?? prompt, inversionGuidance: o.inversionGuidance, negativePrompt: o.negativePrompt, steps: o.steps,
-        prompt2: o.prompt2, negativePrompt2: o.negativePrompt2, micro: microFrom(o),
+        prompt2: o.prompt2, negativePrompt2: o.negativePrompt2, micro: microFrom(o), clipSkip: o.clipSkip,
         guidance: o.guidance, numImages: o.numImages, width: o.width, height: o.height,
         latents: o.latents ? loadTensor(o.latents, 'latents') : undefined, noise,
         controls, controlUncondSteps: o.controlUncondSteps, ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m),
