@@ -2,7 +2,8 @@
  * asyrpLossAndGrads on a pixel-space, unconditional model (tiny-ddpm's weights behind the stand-in checkpoint of
  * train-attribute-stand-ins, no context, no VAE): L = lambda_dir L_dir + lambda_1 L_1 for two lambda pairs in one
  * process. The objective is compiled once per cache key, so a key that forgot the lambdas would answer the later
- * calls with the first call's graph; and a bad scheduler config is refused naming its file. A few seconds (mutation slice methods-numeric).
+ * calls with the first call's graph; and a bad scheduler config is refused naming its file.
+ * A few seconds (mutation slice methods-numeric).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
