@@ -238,6 +238,7 @@ const ROWS: Row[] = [
   ...samplingRows('fuse'),
   // PNO's gradient chain has no IP-Adapter: refused rather than optimizing for another model than the one sampling.
   { cmd: 'fuse', flags: [...IPA_FLAGS, ...PNO], error: /error: --ip-adapter with --pno-steps 1: .*--pno-steps 0 or no --ip-adapter/ },
+  { cmd: 'fuse', flags: [...CN_FLAGS, ...PNO], error: /error: --controlnet with --pno-steps 1: .*--pno-steps 0 or no --controlnet/ },
   // The aligner is trained for one text-embedding space; on models without a second encoder these are ignored by design.
   { cmd: 'fuse', flags: ['--prompt-2', 'a dog', '--negative-prompt-2', 'ugly', '--original-size', '96x64', '--crop-top-left', '8,4', '--target-size', '96x64'], lib: () => ({}), same: true },
 ];

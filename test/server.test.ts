@@ -185,6 +185,7 @@ test('bad requests: each a 4xx with a message naming the field; the server keeps
   await expect(call('GET', '/api/jobs/..%2F..%2Fetc'), 400, /^id: .* is not a job id/, 'traversal in a job id');
   await expect(call('POST', '/api/jobs/generate', { ...small, prompt: 'x', controlnet: ['tiny-controlnet-sd15'] }), 400, /^controlImage: 0 images for 1 controlnet/, 'control pairing');
   await expect(call('POST', '/api/jobs/fuse', { ...small, image: 'a'.repeat(64), aligner: 'aligner.safetensors', prompt: 'x', ipAdapter: ['tiny-ip-adapter/ip-adapter_sd15.safetensors'], ipImage: ['x'], pnoSteps: 1 }), 400, /^ipAdapter: not with pnoSteps/, 'IP-Adapter with PNO');
+  await expect(call('POST', '/api/jobs/fuse', { ...small, image: 'a'.repeat(64), aligner: 'aligner.safetensors', prompt: 'x', controlnet: ['tiny-controlnet-sd15'], controlImage: ['x'], pnoSteps: 1 }), 400, /^controlnet: not with pnoSteps/, 'ControlNet with PNO');
   await expect(call('POST', '/sdapi/v1/txt2img', { prompt: 'x', sampler_name: 'Heun++', steps: 2, width: 32, height: 32 }), 400, /^sampler_name: "Heun\+\+" is not available/, 'unknown sampler');
   await expect(call('POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 2, width: 30, height: 32 }), 400, /width 30 is not divisible by 4/, 'size not divisible (a failed job, reported as 400)');
   const ok = await call('GET', '/sdapi/v1/sd-models');

@@ -73,6 +73,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   if (!Number.isInteger(pnoSteps) || pnoSteps < 0) throw new InputError(`--pno-steps must be an integer >= 0, got ${pnoSteps}`);
   // PNO's gradient chain runs the plain UNet: its (z_T, c) would be optimized for another model than the one sampling.
   if (pnoSteps > 0 && o.ipAdapters?.length) throw new InputError(`--ip-adapter with --pno-steps ${pnoSteps}: Prompt-Noise Optimization runs the UNet without IP-Adapters; use --pno-steps 0 or no --ip-adapter`);
+  if (pnoSteps > 0 && o.controls?.length) throw new InputError(`--controlnet with --pno-steps ${pnoSteps}: Prompt-Noise Optimization runs the UNet without ControlNets; use --pno-steps 0 or no --controlnet`);
   const yh = await alignedImageTokens(ck, o.aligner, o.reference);
   const emb = await ck.conditioner().encode([o.prompt, o.negativePrompt ?? null], { clipSkip: o.clipSkip });
   const fused = fuse(o.fusion ?? 'concat', emb.rows(0).embeds, yh, emb.rows(1).embeds);
@@ -117,7 +118,7 @@ export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<Gene
   // Generate each image from its optimized noise and conditioning.
   const images = [], finals = [];
   for (let i = 0; i < k; i++) {
-    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: emb.rows(0).withEmbeds(conds[i]!), uncond: emb.rows(1).withEmbeds(fused.uncond) }, controls: o.controls, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
+    const r = await textToImage(ck, { scheduler: 'ddim', prompt: o.prompt, steps, guidance, latents: latents[i]!, embeddings: { cond: emb.rows(0).withEmbeds(conds[i]!), uncond: emb.rows(1).withEmbeds(fused.uncond) }, width: shape[3]! * vae.scaleFactor, height: shape[2]! * vae.scaleFactor, onProgress: o.onProgress, signal: o.signal, preview: o.preview });
     images.push(...r.images);
     finals.push(r.latents);
   }

@@ -179,6 +179,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     checkNames(o, p as Parameters<typeof checkNames>[1]);
     if (kind === 'inject' && p.gamma !== undefined && p.gammaRamp !== undefined) throw new HttpError(400, 'gamma: give gamma or gammaRamp, not both');
     if (kind === 'fuse' && Array.isArray(p.ipAdapter) && p.ipAdapter.length > 0 && Number(p.pnoSteps) > 0) throw new HttpError(400, 'ipAdapter: not with pnoSteps > 0 (Prompt-Noise Optimization runs the UNet without IP-Adapters)');
+    if (kind === 'fuse' && Array.isArray(p.controlnet) && p.controlnet.length > 0 && Number(p.pnoSteps) > 0) throw new HttpError(400, 'controlnet: not with pnoSteps > 0 (Prompt-Noise Optimization runs the UNet without ControlNets)');
     for (const f of IMAGE_FIELDS[kind]) {
       const v = p[f];
       if (typeof v === 'string') p[f] = await o.uploads.resolveRef(v, f);
