@@ -19,7 +19,9 @@ import { fileURLToPath } from 'node:url';
 import { openCheckpoint, type Checkpoint } from '../src/components/checkpoint.js';
 import { ControlNet } from '../src/components/controlnet.js';
 import { useTinyVae } from '../src/components/vae-tiny.js';
-import { readImageRGB, writePNG, type RGBImage } from '../src/io/image.js';
+import { readImageRGB, readPNGText, writePNG, type RGBImage } from '../src/io/image.js';
+import { attributeName } from '../src/params/option-spec.js';
+import { snakeKey } from '../src/cli/png-parameters.js';
 import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import { createMethod, type MethodOptions } from '../src/methods/index.js';
 import { createNoise, NativeGaussian } from '../src/noise/gaussian.js';
@@ -355,6 +357,38 @@ function imageDiff(a: RGBImage[], b: RGBImage[]): number {
 }
 const latentDiff = (a: Tensor, b: Tensor): number => (a.shape.join() === b.shape.join() ? maxAbsDiff(a, b) : Infinity);
 
+/**
+ * Reproducibility: each written PNG's `parameters` chunk records every flag of the command line (the base's
+ * and the row's) with the value given, so a result flag added later without being recorded fails here.
+ * Key: the snake_case of the flag's attribute (`--no-checkpointing` -> checkpointing: false); a repeated
+ * flag (or a list value) must hold every value given, any other the last one.
+ */
+function checkParametersChunk(row: Row, pngs: string[]): void {
+  const args = [...BASE[row.cmd].flags, ...row.flags];
+  const given = new Map<string, (string | undefined)[]>();
+  for (const [i, a] of args.entries()) {
+    if (!a.startsWith('--')) continue;
+    const next = args[i + 1];
+    given.set(a, [...(given.get(a) ?? []), next !== undefined && !next.startsWith('--') ? next : undefined]);
+  }
+  const same = (r: unknown, g: string): boolean => String(r) === g || (typeof r === 'number' && r === Number(g));
+  assert.ok(pngs.length > 0, 'no PNG written');
+  for (const png of pngs) {
+    const chunk = JSON.parse(readPNGText(png).parameters ?? 'null') as Record<string, unknown> | null;
+    assert.ok(chunk, `${path.basename(png)}: no parameters chunk`);
+    for (const [flag, values] of given) {
+      const key = snakeKey(attributeName(values[0] === undefined ? flag : `${flag} <v>`));
+      assert.ok(key in chunk, `${flag}: not recorded in the PNG parameters chunk (no key ${key})`);
+      const rec: unknown = chunk[key];
+      // The seed is recorded only when the run drew from it (--latents gives the initial noise).
+      if (key === 'seed' && rec === null && given.has('--latents')) continue;
+      if (values[0] === undefined) assert.equal(rec, !flag.startsWith('--no-'), `${flag}: recorded ${key} = ${JSON.stringify(rec)}`);
+      else if (Array.isArray(rec)) for (const v of values) assert.ok(rec.some((r) => same(r, v!)), `${flag} ${v}: recorded ${key} = ${JSON.stringify(rec)}`);
+      else assert.ok(same(rec, values[values.length - 1]!), `${flag} ${values[values.length - 1]}: recorded ${key} = ${JSON.stringify(rec)}`);
+    }
+  }
+}
+
 const flagsOf = (r: Row): string[] => r.covers ?? r.flags.filter((f) => f.startsWith('--'));
 
 test('every flag of every command reaches the library call: CLI result = library result, and differs from the default', async (t) => {
@@ -383,6 +417,7 @@ test('every flag of every command reaches the library call: CLI result = library
         return;
       }
       const cli = await cliResult(row.cmd, row.flags, run);
+      if (row.cmd !== 'invert') checkParametersChunk(row, (await run).pngs);
       const lib = await libResult(row.cmd, row);
       const dl = latentDiff(cli.latents, lib.latents), di = row.cmd === 'invert' ? 0 : imageDiff(cli.images, lib.images);
       assert.ok(dl <= 1e-5 && di <= 1, `${name}: CLI and library differ (latents ${dl}, images ${di})`);

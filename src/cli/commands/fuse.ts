@@ -10,6 +10,7 @@ import type { GlobalOptions } from '../main.js';
 import { openModel } from '../model.js';
 import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
+import { parametersChunk } from '../png-parameters.js';
 import { controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
 import { FUSE_OPTIONS } from '../../params/job-options.js';
@@ -31,10 +32,10 @@ export function registerFuseCommand(program: Command, globals: () => GlobalOptio
         preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
-      const files = await writeImages(o.out, r.images, {
+      const files = await writeImages(o.out, r.images, parametersChunk(FUSE_OPTIONS, o, globals(), {
         method: 'visual-concept-fusion', fusion: o.fusion, aligner: o.aligner, reference: o.image, prompt: o.prompt, negative_prompt: o.negativePrompt ?? '',
         steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), pno_steps: o.pnoSteps, pno_lr: o.pnoLr, model: o.model, ...ipAdapterParameters(o),
-      });
+      }));
       const previewFiles = await previews.flush();
       progress.done();
       if (!globals().quiet) {

@@ -17,6 +17,7 @@ import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-
 import { GENERATE_OPTIONS, INVERT_OPTIONS, SAMPLING_OPTIONS } from '../../params/job-options.js';
 import { addOptions } from '../../params/option-spec.js';
 import { PreviewWriter } from '../previews.js';
+import { parametersChunk } from '../png-parameters.js';
 
 export interface SamplingFlags extends ConditioningFlags {
   model: string;
@@ -89,10 +90,10 @@ export function registerGenerateCommands(program: Command, globals: () => Global
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
-      const files = await writeImages(o.out, r.images, {
+      const files = await writeImages(o.out, r.images, parametersChunk(GENERATE_OPTIONS, o, globals(), {
         prompt: o.prompt ?? null, negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: draws.n > 0 ? String(s) : null, noise: o.noise,
         scheduler: o.scheduler ?? schedulerNameForClass(String(ck.schedulerConfig().raw._class_name)) ?? null, timestep_spacing: o.timestepSpacing ?? null, eta: o.eta, width: r.images[0]!.width, height: r.images[0]!.height, model: o.model, ...ipAdapterParameters(o),
-      });
+      }));
       const previewFiles = await previews.flush();
       progress.done();
       if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);

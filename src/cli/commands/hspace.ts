@@ -13,14 +13,17 @@ import type { GlobalOptions } from '../main.js';
 import { openModel } from '../model.js';
 import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
+import { parametersChunk } from '../png-parameters.js';
+import type { OptionSpecs } from '../../params/option-spec.js';
 import type { Checkpoint } from '../../components/checkpoint.js';
 import type { PreviewOptions } from '../../pipelines/preview.js';
 
 interface Common { model: string; prompt?: string; clipSkip?: number; steps: number; seed?: number | bigint; noise: NoiseKind; saveLatents?: string; vaeTiny?: string; out: string; previewEvery?: number }
 
-async function finish(o: Common, r: GeneratedImages, progress: ProgressReporter, params: Record<string, unknown>, quiet: boolean, previews: PreviewWriter): Promise<void> {
+async function finish(o: Common, r: GeneratedImages, progress: ProgressReporter, params: Record<string, unknown>, g: GlobalOptions, previews: PreviewWriter, specs: OptionSpecs): Promise<void> {
+  const quiet = g.quiet;
   if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
-  const files = await writeImages(o.out, r.images, { ...params, prompt: o.prompt ?? null, steps: o.steps, model: o.model });
+  const files = await writeImages(o.out, r.images, parametersChunk(specs, o, g, { ...params, prompt: o.prompt ?? null, steps: o.steps, model: o.model }));
   const previewFiles = await previews.flush();
   progress.done();
   if (!quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
@@ -44,7 +47,7 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
         gamma: o.gammaRamp ?? o.gamma ?? 0.5, omega: o.omega, mask: o.mask ? await readImageRGB(o.mask) : undefined, tNoise: o.tNoise,
         dtLambda: o.dtLambda, noise: createNoise(o.noise, s), onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m), preview: previewOf(o, ck),
       });
-      await finish(o, r, progress, { method: 'injectfusion', image: o.image, content: o.content, t_edit: o.tEdit, gamma: o.gammaRamp ?? o.gamma ?? 0.5, omega: o.omega, seed: String(s) }, globals().quiet, previews);
+      await finish(o, r, progress, { method: 'injectfusion', image: o.image, content: o.content, t_edit: o.tEdit, gamma: o.gammaRamp ?? o.gamma ?? 0.5, omega: o.omega, seed: String(s) }, globals(), previews, INJECT_OPTIONS);
     });
 
   addOptions(program.command('edit').description('Asyrp: edit an image with an attribute network (DeltaBlock) in h-space (DDIM inversion and DDIM sampling, as the method\'s code)'), EDIT_OPTIONS)
@@ -57,6 +60,6 @@ export function registerHSpaceCommands(program: Command, globals: () => GlobalOp
         image: await readImageRGB(o.image), attribute: o.attribute, prompt: o.prompt, clipSkip: o.clipSkip, steps: o.steps, strength: o.strength, tEdit: o.tEdit,
         tBoost: o.tBoost, noise: createNoise(o.noise, s), onProgress: previews.listener(progress.onProgress), onWarning: (m) => progress.warn(m), preview: previewOf(o, ck),
       });
-      await finish(o, r, progress, { method: 'asyrp', image: o.image, attribute: o.attribute, strength: o.strength, t_edit: o.tEdit, t_boost: o.tBoost, seed: String(s) }, globals().quiet, previews);
+      await finish(o, r, progress, { method: 'asyrp', image: o.image, attribute: o.attribute, strength: o.strength, t_edit: o.tEdit, t_boost: o.tBoost, seed: String(s) }, globals(), previews, EDIT_OPTIONS);
     });
 }

@@ -8,6 +8,7 @@ import { loadTensor, saveTensors, writeImages } from '../outputs.js';
 import type { GlobalOptions } from '../main.js';
 import { ProgressReporter } from '../progress.js';
 import { PreviewWriter } from '../previews.js';
+import { parametersChunk } from '../png-parameters.js';
 import { microFrom } from '../conditioning-flags.js';
 import { controlsFrom, noiseFor, requireDdim, type SamplingFlags } from './generate.js';
 import { ipAdapterParameters, ipAdaptersFrom, type IPAdapterFlags } from '../ip-adapter-flags.js';
@@ -61,10 +62,10 @@ export function registerVaryCommand(program: Command, globals: () => GlobalOptio
       });
       for (const p of r.truncatedPrompts) progress.warn(`prompt longer than 77 tokens was truncated: ${JSON.stringify(p.slice(0, 60))}...`);
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
-      const files = await writeImages(o.out, r.images, {
+      const files = await writeImages(o.out, r.images, parametersChunk(VARY_OPTIONS, o, globals(), {
         method: method.name, guidance_mode: method.guidanceMode, reference: o.image, prompt: prompts ?? prompt, inversion_prompt: o.inversionPrompt ?? prompt,
         negative_prompt: o.negativePrompt ?? '', steps: o.steps, guidance: o.guidance, seed: o.latents ? null : String(s), noise: o.noise, model: o.model, ...ipAdapterParameters(o),
-      });
+      }));
       const previewFiles = await previews.flush();
       progress.done();
       if (!globals().quiet) process.stderr.write(`wrote ${files.join(', ')}${previewFiles.length ? ` and ${previewFiles.length} previews` : ''}\n`);
