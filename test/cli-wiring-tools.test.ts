@@ -173,6 +173,7 @@ const ROWS: Row[] = [
   { cmd: 'train-aligner', flags: ['--resume', '--steps', '3', '--seed', '3'], prepare: oneStep, lib: (out) => aligner(out, { resume: true, steps: 3, seed: 3 }), vs: ['--steps', '3', '--seed', '3'] },
   // Intermediate checkpoints go to the same --out: the final file is the same.
   { cmd: 'train-aligner', flags: ['--steps', '2', '--save-every', '1'], vs: ['--steps', '2'], same: true, covers: ['--save-every'] },
+  { cmd: 'train-aligner', flags: ['--steps', '2', '--clip-skip', '1'], lib: (out) => aligner(out, { steps: 2, clipSkip: 1 }), vs: ['--steps', '2'] },
 
   { cmd: 'train-attribute', flags: ['--iterations', '2', '--lr', '0.1', '--seed', '5', '--steps', '5', '--t-edit', '300', '--source', 'a photo', '--target', 'a photo of a smiling face'],
     lib: (out) => attribute(out, { iterations: 2, lr: 0.1, seed: 5, steps: 5, tEdit: 300, source: 'a photo', target: 'a photo of a smiling face' }) },

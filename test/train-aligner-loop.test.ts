@@ -31,13 +31,14 @@ const pooled = (s: string) => Array.from({ length: DT }, (_, j) => Math.fround(M
 const mask = (s: string) => Array.from({ length: LEN }, (_, l) => (l < s.split(' ').length ? 1 : 0));
 const imageTokens = (im: RGBImage) => Array.from({ length: TOKENS * DV }, (_, j) => Math.fround(im.data[j % im.data.length]! / 255 + 0.01 * j));
 
-interface Enc { images: number; texts: number }
+interface Enc { images: number; texts: number; clipSkips?: number[] }
 function ck(enc: Enc, o: { nan?: boolean } = {}): Checkpoint {
   const textEncoder = {
     config: { hiddenSize: DT },
     tokenizer: { modelMaxLength: LEN, encode: (s: string) => ({ attention_mask: mask(s) }) },
-    async encode(captions: string[]) {
+    async encode(captions: string[], opts: { clipSkip?: number } = {}) {
       enc.texts += captions.length;
+      enc.clipSkips?.push(opts.clipSkip ?? 0);
       return {
         lastHiddenState: { shape: [captions.length, LEN, DT], data: Float32Array.from(captions.flatMap(textTokens)) },
         poolerOutput: { shape: [captions.length, DT], data: Float32Array.from(captions.flatMap(pooled)) },
@@ -157,7 +158,7 @@ test('train-aligner: embedding cache, default init, shuffled batches over epochs
   const saved = readAllFloat32(out);
   for (const [n, t] of Object.entries(want.adam.stateTensors())) assert.deepEqual(Array.from(saved[n]!.data), Array.from(t.data), `optimizer state ${n}`);
   const f = SafetensorsFile.open(out);
-  assert.deepEqual({ ...f.metadata }, { format: 'visprompt-vcf-aligner', model: 'stand-in-model', image_dim: '4', hidden_dim: '2', text_dim: '2', step: '4', lr: '0.01', batch_size: '8', data });
+  assert.deepEqual({ ...f.metadata }, { format: 'visprompt-vcf-aligner', model: 'stand-in-model', image_dim: '4', hidden_dim: '2', text_dim: '2', step: '4', lr: '0.01', batch_size: '8', data, clip_skip: '0' });
   f.close();
   assert.deepEqual(events, ['embed 0/18', 'embed 16/18', 'embed 18/18', 'train 0/4', `train 1/4 loss ${want.losses[0]!.toFixed(4)}`, `train 2/4 loss ${want.losses[1]!.toFixed(4)}`,
     `train 3/4 loss ${want.losses[2]!.toFixed(4)}`, `train 4/4 loss ${want.losses[3]!.toFixed(4)}`]);
@@ -169,6 +170,14 @@ test('train-aligner: embedding cache, default init, shuffled batches over epochs
   assert.deepEqual(w2, ['1 pair(s) skipped: image file missing']);
   assert.equal(r2.truncatedCaptions, 0);
   assert.deepEqual(r2.losses, want.losses.slice(0, 1));
+  // another clip skip is another cache: the captions are encoded again, with it
+  const enc3: Enc = { images: 0, texts: 0, clipSkips: [] };
+  const r3 = await trainAligner(ck(enc3), { data, out: path.join(tmp, 'main.safetensors'), steps: 1, batchSize: 8, lr: 0.01, seed: 3, clipSkip: 1 });
+  assert.notEqual(r3.cacheFile, r.cacheFile);
+  assert.deepEqual(enc3, { images: 18, texts: 18, clipSkips: [1, 1] });
+  const f3 = SafetensorsFile.open(path.join(tmp, 'main.safetensors'));
+  assert.equal(f3.metadata.clip_skip, '1');
+  f3.close();
 });
 
 test('train-aligner: --fraction, --no-shuffle, --hidden, --lambda-rec, batch larger than the data, defaults', async () => {

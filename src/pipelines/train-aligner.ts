@@ -35,6 +35,8 @@ export interface TrainAlignerOptions extends RunControl {
   /** Continue from the optimizer state and step stored in `out`. */
   resume?: boolean;
   saveEvery?: number;
+  /** diffusers' clip_skip for the captions' text tokens: train with the clip skip `fuse --clip-skip` will use. */
+  clipSkip?: number;
   onLoss?: (step: number, loss: { loss: number; nce: number; rec: number }) => void;
   onWarning?: (m: string) => void;
 }
@@ -81,7 +83,9 @@ export async function trainAligner(ck: Checkpoint, o: TrainAlignerOptions): Prom
   // 1. Embeddings, computed once per (model, data, selection) and cached beside the output.
   const te = ck.textEncoder(), ie = ck.imageEncoder();
   const dt = te.config.hiddenSize, dv = ie.config.hiddenSize;
-  const hash = crypto.createHash('sha256').update(JSON.stringify([ck.path, ds.source, fs.statSync(ds.source).mtimeMs, pairs.map((p) => [p.image, p.caption])])).digest('hex').slice(0, 16);
+  const clipSkip = o.clipSkip ?? 0;
+  // clip skip 0 keeps the key of caches written before the option existed
+  const hash = crypto.createHash('sha256').update(JSON.stringify([ck.path, ds.source, fs.statSync(ds.source).mtimeMs, pairs.map((p) => [p.image, p.caption]), ...(clipSkip ? [{ clipSkip }] : [])])).digest('hex').slice(0, 16);
   const cacheFile = `${o.out}.embeddings-${hash}.safetensors`;
   let truncated = 0;
   if (!fs.existsSync(cacheFile)) {
@@ -97,7 +101,7 @@ export async function trainAligner(ck: Checkpoint, o: TrainAlignerOptions): Prom
       report(o, 'embed', s, pairs.length);
       const part = pairs.slice(s, s + chunk);
       const img = await ie.encode(await Promise.all(part.map((p) => readImageRGB(p.image))));
-      const txt = await te.encode(part.map((p) => p.caption));
+      const txt = await te.encode(part.map((p) => p.caption), { clipSkip });
       truncated += txt.truncated.length;
       w.writeRows('image_tokens', s, img.lastHiddenState.data);
       w.writeRows('text_tokens', s, txt.lastHiddenState.data);
@@ -141,7 +145,7 @@ export async function trainAligner(ck: Checkpoint, o: TrainAlignerOptions): Prom
   let status: string | undefined;
   const save = (step: number): void => writeSafetensors(o.out, { ...params, ...adam.stateTensors() }, {
     format: 'visprompt-vcf-aligner', model: ck.path, image_dim: String(shape.dv), hidden_dim: String(shape.hidden), text_dim: String(shape.dt),
-    step: String(step), lr: String(lr), batch_size: String(batchSize), data: ds.source,
+    step: String(step), lr: String(lr), batch_size: String(batchSize), data: ds.source, clip_skip: String(clipSkip),
   });
   try {
     for (let step = start; step < total; step++) {

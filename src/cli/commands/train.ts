@@ -28,7 +28,8 @@ export function registerTrainCommands(program: Command, globals: () => GlobalOpt
     .option('--lambda-rec <x>', 'weight of the cross-attention reconstruction loss', float('--lambda-rec', 0), 1)
     .option('--seed <s>', 'seed for the initialisation and the shuffling', int('--seed', 0), 0)
     .option('--save-every <n>', 'write a checkpoint every n steps', int('--save-every', 1))
-    .action(async (o: { model: string; data: string; out: string; epochs?: number; steps?: number; batchSize: number; lr: number; fraction: number; init?: string; resume: boolean; shuffle: boolean; hidden?: number; lambdaRec: number; seed: number; saveEvery?: number }) => {
+    .option('--clip-skip <n>', 'text encoder layers to skip for the captions (diffusers clip_skip; use the value fuse will run with)', int('--clip-skip', 0))
+    .action(async (o: { model: string; data: string; out: string; epochs?: number; steps?: number; batchSize: number; lr: number; fraction: number; init?: string; resume: boolean; shuffle: boolean; hidden?: number; lambdaRec: number; seed: number; saveEvery?: number; clipSkip?: number }) => {
       if (o.init && o.resume) throw new InputError('give --init or --resume, not both');
       const progress = new ProgressReporter(globals().quiet);
       ensureDir(o.out);
@@ -36,7 +37,7 @@ export function registerTrainCommands(program: Command, globals: () => GlobalOpt
       let last = '';
       const r = await trainAligner(ck, {
         data: o.data, out: o.out, steps: o.steps, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, fraction: o.fraction, init: o.init,
-        resume: o.resume, shuffle: o.shuffle, hidden: o.hidden, lambdaRec: o.lambdaRec, seed: o.seed, saveEvery: o.saveEvery,
+        resume: o.resume, shuffle: o.shuffle, hidden: o.hidden, lambdaRec: o.lambdaRec, seed: o.seed, saveEvery: o.saveEvery, clipSkip: o.clipSkip,
         onProgress: progress.onProgress, onWarning: (m) => progress.warn(m),
         onLoss: (step, l) => { last = `step ${step}: loss ${l.loss.toFixed(4)} (InfoNCE ${l.nce.toFixed(4)}, reconstruction ${l.rec.toFixed(4)})`; },
       });
