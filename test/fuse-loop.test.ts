@@ -15,7 +15,7 @@ import type { Checkpoint } from '../src/components/checkpoint.js';
 import { PromptEmbeddings } from '../src/components/prompt-conditioner.js';
 import { FileFormatError, InputError } from '../src/errors.js';
 import type { RGBImage } from '../src/io/image.js';
-import { writeSafetensors } from '../src/io/safetensors.js';
+import { readAllFloat32, writeSafetensors } from '../src/io/safetensors.js';
 import type { Value } from '../src/graph/ir.js';
 import * as op from '../src/graph/ops.js';
 import { TorchGenerator } from '../src/noise/torch-generator.js';
@@ -169,6 +169,20 @@ test('fuseGenerate defaults: 50 DDIM steps, guidance 7.5, one image at the UNet\
   await assert.rejects(fuseGenerate(ck(c2), { aligner: a.file, reference: REF, prompt: 'a cat', noise: new TorchGenerator(1), steps: 4, signal: ac.signal, onProgress: (e) => { if (e.stage === 'denoise' && e.step === 1) ac.abort(); } }),
     (e: unknown) => e instanceof Error && e.name === 'AbortError');
   assert.equal(c2.length, 2, 'stops at the next step boundary');
+});
+
+test('fuseGenerate warns when the aligner was trained on another clip skip (its clip_skip metadata), not when they match or the file predates it', async () => {
+  const a = aligner(3);
+  const skip1 = path.join(tmp, 'aligner-skip1.safetensors');
+  writeSafetensors(skip1, readAllFloat32(a.file), { clip_skip: '1' });
+  const warnings = async (file: string, clipSkip?: number): Promise<string[]> => {
+    const seen: string[] = [];
+    await fuseGenerate(ck([]), { aligner: file, reference: REF, prompt: 'a cat', steps: 1, latents: lat(1), ...(clipSkip === undefined ? {} : { clipSkip }), onWarning: (m) => seen.push(m) });
+    return seen;
+  };
+  assert.deepEqual(await warnings(skip1), [`${skip1} was trained on text states with clip skip 1, this run uses 0 (train-aligner --clip-skip 0, or fuse --clip-skip 1)`]);
+  assert.deepEqual(await warnings(skip1, 1), []);
+  assert.deepEqual(await warnings(a.file, 2), []);
 });
 
 test('fuseGenerate: --pno-steps and guidance refusals before any sampling; a scheduler that clips samples is refused by PNO', async () => {

@@ -12,7 +12,7 @@ import { InputError } from '../errors.js';
 import { Graph } from '../graph/ir.js';
 import { compile } from '../graph/session.js';
 import type { RGBImage } from '../io/image.js';
-import { readAllFloat32 } from '../io/safetensors.js';
+import { readAllFloat32, SafetensorsFile } from '../io/safetensors.js';
 import { VaeImageProcessor } from '../io/vae-image-processor.js';
 import { clipPixels, towerOfImageEncoder, type ImageFeatureTower } from '../methods/clip-guidance.js';
 import { ALIGNER_PARAMS, alignerForward, alignerInputs, alignerShapeOf, type AlignerParams } from '../methods/vcf/aligner.js';
@@ -48,6 +48,8 @@ export interface FuseOptions extends SamplingOptions {
   imageEncoder?: ImageEncoder | string;
   /** diffusers' clip_skip for the prompt and the negative prompt. */
   clipSkip?: number;
+  /** Told when the aligner was trained on another clip skip than this run's. */
+  onWarning?: (message: string) => void;
   onPnoLoss?: (image: number, iteration: number, loss: number) => void;
 }
 
@@ -68,12 +70,25 @@ export async function alignedImageTokens(ck: Checkpoint, alignerFile: string, re
   return (await session.run({ image_tokens: tokens, ...Object.fromEntries(ALIGNER_PARAMS.map((n) => [`aligner.${n}`, params[n]])) })).yh!;
 }
 
+/** The clip skip an aligner file was trained with (its `clip_skip` metadata; undefined for files written before it was recorded). */
+function trainedClipSkip(file: string): number | undefined {
+  const f = SafetensorsFile.open(file);
+  try {
+    const v = f.metadata.clip_skip;
+    return v === undefined ? undefined : Number(v);
+  } finally {
+    f.close();
+  }
+}
+
 export async function fuseGenerate(ck: Checkpoint, o: FuseOptions): Promise<GeneratedImages & { pnoLosses: number[][] }> {
   const steps = o.steps ?? 50, guidance = o.guidance ?? 7.5, k = o.numImages ?? 1, pnoSteps = o.pnoSteps ?? 0;
   if (!Number.isInteger(pnoSteps) || pnoSteps < 0) throw new InputError(`--pno-steps must be an integer >= 0, got ${pnoSteps}`);
   // PNO's gradient chain runs the plain UNet: its (z_T, c) would be optimized for another model than the one sampling.
   if (pnoSteps > 0 && o.ipAdapters?.length) throw new InputError(`--ip-adapter with --pno-steps ${pnoSteps}: Prompt-Noise Optimization runs the UNet without IP-Adapters; use --pno-steps 0 or no --ip-adapter`);
   if (pnoSteps > 0 && o.controls?.length) throw new InputError(`--controlnet with --pno-steps ${pnoSteps}: Prompt-Noise Optimization runs the UNet without ControlNets; use --pno-steps 0 or no --controlnet`);
+  const trained = trainedClipSkip(o.aligner), clipSkip = o.clipSkip ?? 0;
+  if (trained !== undefined && trained !== clipSkip) o.onWarning?.(`${o.aligner} was trained on text states with clip skip ${trained}, this run uses ${clipSkip} (train-aligner --clip-skip ${clipSkip}, or fuse --clip-skip ${trained})`);
   const yh = await alignedImageTokens(ck, o.aligner, o.reference);
   const emb = await ck.conditioner().encode([o.prompt, o.negativePrompt ?? null], { clipSkip: o.clipSkip });
   const fused = fuse(o.fusion ?? 'concat', emb.rows(0).embeds, yh, emb.rows(1).embeds);

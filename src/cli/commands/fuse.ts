@@ -28,7 +28,7 @@ export function registerFuseCommand(program: Command, globals: () => GlobalOptio
         aligner: o.aligner, reference: await readImageRGB(o.image), prompt: o.prompt, negativePrompt: o.negativePrompt, fusion: o.fusion,
         steps: o.steps, guidance: o.guidance, width: o.width, height: o.height, numImages: o.numImages, latents: o.latents ? loadTensor(o.latents, 'latents') : undefined,
         noise, pnoSteps: o.pnoSteps, pnoLr: o.pnoLr, tower: o.clip ? towerOfCLIPModel(CLIPModel.open(o.clip)) : undefined, checkpointing: o.checkpointing,
-        controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, clipSkip: o.clipSkip, onProgress: previews.listener(progress.onProgress),
+        controls: await controlsFrom(o), ipAdapters: await ipAdaptersFrom(o), imageEncoder: o.imageEncoder, clipSkip: o.clipSkip, onWarning: (m) => progress.warn(m), onProgress: previews.listener(progress.onProgress),
         preview: o.previewEvery ? { every: o.previewEvery, decoder: o.vaeTiny !== undefined ? ck.autoencoder() : undefined } : undefined,
       });
       if (o.saveLatents) saveTensors(o.saveLatents, { latents: r.latents });
