@@ -46,7 +46,9 @@ export function parametersChunk(specs: OptionSpecs, o: object, g: GlobalOptions,
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(specs)) {
     if (NOT_RECORDED.has(key)) continue;
-    out[snakeKey(key)] = jsonValue(key, given[key]);
+    // options the CLI adds outside the spec's commander options (--lora) have no commander default: the spec's
+    const spec = specs[key]!;
+    out[snakeKey(key)] = jsonValue(key, given[key] ?? (spec.presence === 'default' ? spec.default : undefined));
   }
   if ('precision' in specs) out.precision = g.precision ?? given.precision ?? 'fp32';
   out.config = g.config ?? null;
