@@ -368,13 +368,13 @@ test('low-memory mode: each phase releases its components; report / referenceAtS
   assert.deepEqual([r3.width, r3.height], [16, 8]);
 });
 
-test('vary and invert pass the second encoder\'s prompts (SDXL) to the conditioner', async () => {
+test('vary and invert pass the second encoder\'s prompts (SDXL) and the clip skip to the conditioner', async () => {
   const encodeOpts: unknown[] = [];
-  await runVary({ method: inDetailIP(STEPS), inversion: undefined, inversionGuidance: 2, prompts: ['a', 'b'], prompt2: 'p2', negativePrompt2: 'n2', latents: noiseOf(2) }, fakeCheckpoint([], { encodeOpts }));
+  await runVary({ method: inDetailIP(STEPS), inversion: undefined, inversionGuidance: 2, prompts: ['a', 'b'], prompt2: 'p2', negativePrompt2: 'n2', clipSkip: 2, latents: noiseOf(2) }, fakeCheckpoint([], { encodeOpts }));
   // the inversion [uncond, cond], then vary's texts [negative, inversion prompt, "", prompts...]
-  assert.deepEqual(encodeOpts, [{ prompts2: [undefined, undefined] }, { prompts2: ['n2', undefined, undefined, 'p2', 'p2'] }]);
+  assert.deepEqual(encodeOpts, [{ clipSkip: 2, prompts2: [undefined, undefined] }, { clipSkip: 2, prompts2: ['n2', undefined, undefined, 'p2', 'p2'] }]);
   const inv: unknown[] = [];
   await invert(fakeCheckpoint([], { encodeOpts: inv }), chain[0]!, { prompt: 'inv', prompt2: 'q2', steps: STEPS });
-  await invert(fakeCheckpoint([], { encodeOpts: inv }), chain[0]!, { prompt: 'inv', prompt2: 'q2', steps: STEPS, guidance: 3 });
-  assert.deepEqual(inv, [{ prompts2: ['q2'] }, { prompts2: [undefined, 'q2'] }]);
+  await invert(fakeCheckpoint([], { encodeOpts: inv }), chain[0]!, { prompt: 'inv', prompt2: 'q2', steps: STEPS, guidance: 3, clipSkip: 1 });
+  assert.deepEqual(inv, [{ clipSkip: undefined, prompts2: ['q2'] }, { clipSkip: 1, prompts2: [undefined, 'q2'] }]);
 });
